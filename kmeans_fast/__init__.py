@@ -1,0 +1,7 @@
+"""kmeans_fast: exact, deterministic, fast k-means colour quantization."""
+
+from .api import Quantization, quantize
+
+__version__ = "0.1.0"
+
+__all__ = ["quantize", "Quantization", "__version__"]
