@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-BLOCK = 128  # points converted and compared per inner block
+BLOCK = 256  # points converted and compared per inner block
 KPP_BLOCK = 4096  # points per block of the k-means++ potential totals
-INT64_MAX = np.iinfo(np.int64).max
+INT32_MAX = np.iinfo(np.int32).max
 
 
 @njit(cache=True, inline="always")
@@ -36,11 +36,11 @@ def _popcount(x):
 
 
 @njit(cache=True, inline="always")
-def _key(points, p):
-    """Colour key of point p: channels packed, channel 0 most significant."""
+def _key(flat, i, n_ch):
+    """Colour key of point i of an interleaved uint8 buffer: channel 0 most significant."""
     key = np.int64(0)
-    for c in range(points.shape[1]):
-        key = (key << 8) | np.int64(points[p, c])
+    for c in range(n_ch):
+        key = (key << 8) | np.int64(flat[n_ch * i + c])
     return key
 
 
@@ -52,6 +52,15 @@ def _rank(bitmap, prefix, key):
     return prefix[word] + _popcount(below)
 
 
+@njit(cache=True, inline="always")
+def _share(n, t, n_workers):
+    """Worker t's contiguous share [start, stop) of n items."""
+    return n * t // n_workers, n * (t + 1) // n_workers
+
+
+# Loops below index slices from 0 rather than ranges from an offset: Numba then
+# drops its negative-index wraparound check and LLVM can vectorise the loop.
+
 # --------------------------------------------------------------------------
 # Colour histogram, up to 3 channels: a presence bitmap over all 2**(8C) keys
 # (2 MiB for RGB) plus per-word rank prefixes.  Memory stays far below the
@@ -61,22 +70,28 @@ def _rank(bitmap, prefix, key):
 def presence_bitmap(pixels, n_workers):
     """Bitmap of the colour keys present in ``pixels``.
 
-    pixels : (N, C) uint8, C <= 3      # IN
+    pixels : (N, C) uint8, C-contiguous, C <= 3   # IN
     returns (max(1, 2**(8C) / 64),) uint64
     """
-    n = pixels.shape[0]
-    n_words = max(1, (1 << (8 * pixels.shape[1])) >> 6)
+    n, n_ch = pixels.shape
+    flat = pixels.reshape(-1)
+    n_words = max(1, (1 << (8 * n_ch)) >> 6)
     parts = np.zeros((n_workers, n_words), dtype=np.uint64)
     for t in prange(n_workers):
-        for p in range(n * t // n_workers, n * (t + 1) // n_workers):
-            key = _key(pixels, p)
-            parts[t, key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+        a, b = _share(n, t, n_workers)
+        blk = flat[a * n_ch:b * n_ch]
+        part = parts[t]
+        for i in range(b - a):
+            key = _key(blk, i, n_ch)
+            part[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
     bitmap = np.zeros(n_words, dtype=np.uint64)
-    for w in prange(n_words):
-        v = np.uint64(0)
-        for t in range(n_workers):
-            v |= parts[t, w]
-        bitmap[w] = v
+    for t in prange(n_workers):
+        a, b = _share(n_words, t, n_workers)
+        for t2 in range(n_workers):
+            src = parts[t2, a:b]
+            dst = bitmap[a:b]
+            for w in range(b - a):
+                dst[w] |= src[w]
     return bitmap
 
 
@@ -110,36 +125,50 @@ def bitmap_colours(bitmap, prefix, n_channels, colours):
 
 @njit(parallel=True, cache=True)
 def bitmap_counts(pixels, bitmap, prefix, counts, n_workers):
-    """Pixel count of every colour.  Worker t owns a range of bitmap words, so
-    the shared ``counts`` array needs no locks and no per-thread copies.
+    """Pixel count of every colour.
 
-    pixels : (N, C) uint8              # IN
-    counts : (D,) int64, zeroed        # OUT
+    With ``n_groups = counts_parts.shape[0]`` pixel groups, worker t counts
+    the pixels of group ``t % n_groups`` whose key lies in the bitmap words
+    of key range ``t // n_groups``, into ``counts_parts[t % n_groups]``: no
+    two workers write the same counter, and memory is n_groups * D counters.
+
+    pixels : (N, C) uint8, C-contiguous   # IN
+    counts : (G, D) int64, zeroed         # OUT  per-group counts; sum over axis 0
     """
-    n = pixels.shape[0]
+    n, n_ch = pixels.shape
+    flat = pixels.reshape(-1)
+    n_groups = counts.shape[0]
+    n_ranges = max(1, n_workers // n_groups)
     n_words = bitmap.shape[0]
-    for t in prange(n_workers):
-        lo = n_words * t // n_workers
-        hi = n_words * (t + 1) // n_workers
-        for p in range(n):
-            key = _key(pixels, p)
+    for t in prange(n_groups * n_ranges):
+        g = t % n_groups
+        lo, hi = _share(n_words, t // n_groups, n_ranges)
+        a, b = _share(n, g, n_groups)
+        blk = flat[a * n_ch:b * n_ch]
+        cnt = counts[g]
+        for i in range(b - a):
+            key = _key(blk, i, n_ch)
             word = key >> 6
             if word >= lo and word < hi:
-                counts[_rank(bitmap, prefix, key)] += 1
+                cnt[_rank(bitmap, prefix, key)] += 1
 
 
 @njit(parallel=True, cache=True)
 def bitmap_remap(pixels, bitmap, prefix, colour_labels, labels, n_workers):
     """labels[p] = colour_labels[colour index of pixel p].
 
-    pixels : (N, C) uint8              # IN
-    colour_labels : (D,) int           # IN
-    labels : (N,) uint8 | uint16       # OUT
+    pixels : (N, C) uint8, C-contiguous   # IN
+    colour_labels : (D,) int              # IN
+    labels : (N,) uint8 | uint16          # OUT
     """
-    n = pixels.shape[0]
+    n, n_ch = pixels.shape
+    flat = pixels.reshape(-1)
     for t in prange(n_workers):
-        for p in range(n * t // n_workers, n * (t + 1) // n_workers):
-            labels[p] = colour_labels[_rank(bitmap, prefix, _key(pixels, p))]
+        a, b = _share(n, t, n_workers)
+        blk = flat[a * n_ch:b * n_ch]
+        out = labels[a:b]
+        for i in range(b - a):
+            out[i] = colour_labels[_rank(bitmap, prefix, _key(blk, i, n_ch))]
 
 
 # --------------------------------------------------------------------------
@@ -149,13 +178,17 @@ def bitmap_remap(pixels, bitmap, prefix, colour_labels, labels, n_workers):
 def pack_keys(pixels, keys, n_workers):
     """keys[p] = colour key of pixel p.
 
-    pixels : (N, C) uint8, C <= 4      # IN
-    keys : (N,) uint32                 # OUT
+    pixels : (N, C) uint8, C-contiguous, C <= 4   # IN
+    keys : (N,) uint32                            # OUT
     """
-    n = pixels.shape[0]
+    n, n_ch = pixels.shape
+    flat = pixels.reshape(-1)
     for t in prange(n_workers):
-        for p in range(n * t // n_workers, n * (t + 1) // n_workers):
-            keys[p] = _key(pixels, p)
+        a, b = _share(n, t, n_workers)
+        blk = flat[a * n_ch:b * n_ch]
+        out = keys[a:b]
+        for i in range(b - a):
+            out[i] = _key(blk, i, n_ch)
 
 
 @njit(cache=True)
@@ -192,10 +225,14 @@ def unpack_keys(keys, n_channels, colours):
 @njit(parallel=True, cache=True)
 def sorted_remap(pixels, distinct, colour_labels, labels, n_workers):
     """labels[p] = colour_labels[index of pixel p's key in sorted ``distinct``]."""
-    n = pixels.shape[0]
+    n, n_ch = pixels.shape
+    flat = pixels.reshape(-1)
     for t in prange(n_workers):
-        for p in range(n * t // n_workers, n * (t + 1) // n_workers):
-            labels[p] = colour_labels[np.searchsorted(distinct, _key(pixels, p))]
+        a, b = _share(n, t, n_workers)
+        blk = flat[a * n_ch:b * n_ch]
+        out = labels[a:b]
+        for i in range(b - a):
+            out[i] = colour_labels[np.searchsorted(distinct, _key(blk, i, n_ch))]
 
 
 # --------------------------------------------------------------------------
@@ -203,69 +240,122 @@ def sorted_remap(pixels, distinct, colour_labels, labels, n_workers):
 # path (weights=None) and the colour-histogram path (weights=counts).
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _nearest_block(points, s, n, centres, xb, dist, best, arg):
-    """Nearest centre of points s..s+n-1 into arg[:n] (ties: lowest index)."""
-    n_ch = points.shape[1]
-    for c in range(n_ch):
+def _load_block(blk, n, n_ch, x0, x1, x2, x3):
+    """Convert n interleaved uint8 points into float64 planes."""
+    for i in range(n):
+        x0[i] = blk[n_ch * i]
+    if n_ch >= 3:
         for i in range(n):
-            xb[c, i] = np.float64(points[s + i, c])
+            x1[i] = blk[n_ch * i + 1]
+            x2[i] = blk[n_ch * i + 2]
+    if n_ch == 4:
+        for i in range(n):
+            x3[i] = blk[n_ch * i + 3]
+
+
+@njit(cache=True, inline="always")
+def _padded_centres(centres):
+    """Centres as a flat (k * 4,) array, missing channels 0.
+
+    A zero channel adds (0 - 0)**2 = +0.0 to a distance, which leaves it
+    unchanged, so one 3-channel loop serves C = 1 and C = 3 exactly.
+    """
+    k, n_ch = centres.shape
+    cen = np.zeros(4 * k)
+    for j in range(k):
+        for c in range(n_ch):
+            cen[4 * j + c] = centres[j, c]
+    return cen
+
+
+@njit(cache=True, inline="always")
+def _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg):
+    """arg[:n] = nearest centre of the block's points (ties: lowest index).
+
+    Distances are ((t0*t0 + t1*t1) + t2*t2) [+ t3*t3] in float64, the order
+    the reference uses.  One fused loop per centre keeps it vectorised.
+    """
     for i in range(n):
         best[i] = np.inf
         arg[i] = 0
-    for j in range(centres.shape[0]):
-        m = centres[j, 0]
-        for i in range(n):
-            t = xb[0, i] - m
-            dist[i] = t * t
-        for c in range(1, n_ch):
-            m = centres[j, c]
+    for j in range(cen.shape[0] // 4):
+        m0 = cen[4 * j]
+        m1 = cen[4 * j + 1]
+        m2 = cen[4 * j + 2]
+        m3 = cen[4 * j + 3]
+        if n_ch == 4:
             for i in range(n):
-                t = xb[c, i] - m
-                dist[i] += t * t
-        for i in range(n):
-            d = dist[i]
-            closer = d < best[i]
-            best[i] = d if closer else best[i]
-            arg[i] = j if closer else arg[i]
+                t0 = x0[i] - m0
+                t1 = x1[i] - m1
+                t2 = x2[i] - m2
+                t3 = x3[i] - m3
+                d = ((t0 * t0 + t1 * t1) + t2 * t2) + t3 * t3
+                closer = d < best[i]
+                best[i] = d if closer else best[i]
+                arg[i] = j if closer else arg[i]
+        else:
+            for i in range(n):
+                t0 = x0[i] - m0
+                t1 = x1[i] - m1
+                t2 = x2[i] - m2
+                d = (t0 * t0 + t1 * t1) + t2 * t2
+                closer = d < best[i]
+                best[i] = d if closer else best[i]
+                arg[i] = j if closer else arg[i]
 
 
 @njit(parallel=True, cache=True)
 def assign_accumulate(points, weights, centres, labels, sums, counts):
     """One Lloyd assignment: nearest centre of every point, with exact sums.
 
-    points : (M, C) uint8              # IN   pixels, or distinct colours
-    weights : (M,) int64 or None       # IN   None: every point weighs 1
-    centres : (k, C) float64           # IN
-    labels : (M,) uint8|uint16|int64   # OUT  nearest centre (ties: lowest index)
-    sums : (T, k, C) int64             # OUT  per-worker weighted channel sums
-    counts : (T, k) int64              # OUT  per-worker weights
+    points : (M, C) uint8, C-contiguous   # IN   pixels, or distinct colours
+    weights : (M,) int64 or None          # IN   None: every point weighs 1
+    centres : (k, C) float64              # IN
+    labels : (M,) uint8|uint16|int64      # OUT  nearest centre (ties: lowest index)
+    sums : (T, k, C) int64                # OUT  per-worker weighted channel sums
+    counts : (T, k) int64                 # OUT  per-worker weights
     """
     n_points, n_ch = points.shape
+    flat = points.reshape(-1)
+    k = centres.shape[0]
     n_workers = sums.shape[0]
+    cen = _padded_centres(centres)
     for t in prange(n_workers):
-        sums[t] = 0
-        counts[t] = 0
-        xb = np.empty((n_ch, BLOCK), dtype=np.float64)
-        dist = np.empty(BLOCK, dtype=np.float64)
-        best = np.empty(BLOCK, dtype=np.float64)
+        acc = np.zeros(4 * k, dtype=np.int64)
+        cnt = np.zeros(k, dtype=np.int64)
+        x0 = np.zeros(BLOCK)
+        x1 = np.zeros(BLOCK)
+        x2 = np.zeros(BLOCK)
+        x3 = np.zeros(BLOCK)
+        best = np.empty(BLOCK)
         arg = np.empty(BLOCK, dtype=np.int64)
-        start = n_points * t // n_workers
-        stop = n_points * (t + 1) // n_workers
+        start, stop = _share(n_points, t, n_workers)
         for s in range(start, stop, BLOCK):
             n = min(BLOCK, stop - s)
-            _nearest_block(points, s, n, centres, xb, dist, best, arg)
-            for i in range(n):
-                j = arg[i]
-                labels[s + i] = j
-                if weights is None:
-                    counts[t, j] += 1
+            blk = flat[s * n_ch:(s + n) * n_ch]
+            lab = labels[s:s + n]
+            _load_block(blk, n, n_ch, x0, x1, x2, x3)
+            _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg)
+            if weights is None:
+                for i in range(n):
+                    j = arg[i]
+                    lab[i] = j
+                    cnt[j] += 1
                     for c in range(n_ch):
-                        sums[t, j, c] += np.int64(points[s + i, c])
-                else:
-                    w = weights[s + i]
-                    counts[t, j] += w
+                        acc[4 * j + c] += np.int64(blk[n_ch * i + c])
+            else:
+                wts = weights[s:s + n]
+                for i in range(n):
+                    j = arg[i]
+                    lab[i] = j
+                    w = wts[i]
+                    cnt[j] += w
                     for c in range(n_ch):
-                        sums[t, j, c] += w * np.int64(points[s + i, c])
+                        acc[4 * j + c] += w * np.int64(blk[n_ch * i + c])
+        for j in range(k):
+            counts[t, j] = cnt[j]
+            for c in range(n_ch):
+                sums[t, j, c] = acc[4 * j + c]
 
 
 @njit(parallel=True, cache=True)
@@ -279,6 +369,7 @@ def farthest_points(points, labels, centres, n_want, out_dist, out_keys):
     out_keys : (T, n_want) int64       # OUT  sorted by distance desc, key asc
     """
     n_points, n_ch = points.shape
+    flat = points.reshape(-1)
     n_workers = out_dist.shape[0]
     for t in prange(n_workers):
         bd = out_dist[t]
@@ -292,7 +383,7 @@ def farthest_points(points, labels, centres, n_want, out_dist, out_keys):
             for c in range(1, n_ch):
                 tt = np.float64(points[p, c]) - centres[j, c]
                 d += tt * tt
-            key = _key(points, p)
+            key = _key(flat, p, n_ch)
             last = n_want - 1
             if d < bd[last] or (d == bd[last] and key >= bk[last] and bk[last] >= 0):
                 continue
@@ -315,27 +406,38 @@ def farthest_points(points, labels, centres, n_want, out_dist, out_keys):
 # --------------------------------------------------------------------------
 # Greedy k-means++ in exact integer arithmetic over the colour histogram.
 # --------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3):
+    t0 = p0[i] - y0
+    t1 = p1[i] - y1
+    t2 = p2[i] - y2
+    t3 = p3[i] - y3
+    return t0 * t0 + t1 * t1 + t2 * t2 + t3 * t3
+
+
 @njit(parallel=True, cache=True)
 def kpp_update(planes, counts, closest, centre, block_totals):
     """closest = min(closest, |x - centre|^2), and per-block sums of count*closest.
 
-    planes : (C, D) int32              # IN   distinct colours, planar
+    planes : (4, D) int32              # IN   distinct colours, planar, missing channels 0
     counts : (D,) int64                # IN
-    closest : (D,) int64               # INOUT
-    centre : (C,) int32                # IN
+    closest : (D,) int32               # INOUT
+    centre : (4,) int32                # IN
     block_totals : (ceil(D / KPP_BLOCK),) int64   # OUT
     """
-    n_ch, n = planes.shape
+    n = planes.shape[1]
+    y0, y1, y2, y3 = centre[0], centre[1], centre[2], centre[3]
     for b in prange(block_totals.shape[0]):
+        a = b * KPP_BLOCK
+        e = min(n, a + KPP_BLOCK)
+        p0, p1, p2, p3 = planes[0][a:e], planes[1][a:e], planes[2][a:e], planes[3][a:e]
+        cl = closest[a:e]
+        cn = counts[a:e]
         total = np.int64(0)
-        for p in range(b * KPP_BLOCK, min(n, (b + 1) * KPP_BLOCK)):
-            d = np.int64(0)
-            for c in range(n_ch):
-                t = np.int64(planes[c, p] - centre[c])
-                d += t * t
-            v = min(closest[p], d)
-            closest[p] = v
-            total += counts[p] * v
+        for i in range(e - a):
+            v = min(cl[i], _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3))
+            cl[i] = v
+            total += cn[i] * v
         block_totals[b] = total
 
 
@@ -359,33 +461,34 @@ def kpp_sample(counts, closest, block_totals, draws, out):
         out[i] = p
 
 
+@njit(cache=True)
+def _kpp_potential(p0, p1, p2, p3, counts, closest, y0, y1, y2, y3):
+    total = np.int64(0)
+    for i in range(counts.shape[0]):
+        total += counts[i] * min(closest[i], _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3))
+    return total
+
+
 @njit(parallel=True, cache=True)
 def kpp_potentials(planes, counts, closest, candidates, pots):
     """pots[t, q] = sum over worker t's points of count * min(closest, |x - cand_q|^2).
 
-    planes : (C, D) int32              # IN
-    counts, closest : (D,) int64       # IN
-    candidates : (m, C) int32          # IN
+    planes : (4, D) int32              # IN
+    counts : (D,) int64                # IN
+    closest : (D,) int32               # IN
+    candidates : (m, 4) int32          # IN
     pots : (T, m) int64                # OUT
     """
-    n_ch, n = planes.shape
+    n = planes.shape[1]
     n_workers, n_cand = pots.shape
     for t in prange(n_workers):
-        dist = np.empty(BLOCK, dtype=np.int64)
-        acc = np.zeros(n_cand, dtype=np.int64)
+        start = n * t // n_workers
         stop = n * (t + 1) // n_workers
-        for s in range(n * t // n_workers, stop, BLOCK):
-            m = min(BLOCK, stop - s)
-            for q in range(n_cand):
-                for i in range(m):
-                    dist[i] = 0
-                for c in range(n_ch):
-                    y = candidates[q, c]
-                    for i in range(m):
-                        d = np.int64(planes[c, s + i] - y)
-                        dist[i] += d * d
-                total = np.int64(0)
-                for i in range(m):
-                    total += counts[s + i] * min(closest[s + i], dist[i])
-                acc[q] += total
-        pots[t] = acc
+        # Loops index slices from 0: Numba then drops its negative-index
+        # wraparound check and the loop vectorises.
+        for q in range(n_cand):
+            pots[t, q] = _kpp_potential(planes[0][start:stop], planes[1][start:stop],
+                                        planes[2][start:stop], planes[3][start:stop],
+                                        counts[start:stop],
+                                        closest[start:stop], candidates[q, 0],
+                                        candidates[q, 1], candidates[q, 2], candidates[q, 3])

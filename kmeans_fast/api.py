@@ -89,6 +89,22 @@ def _check_choice(name, value, choices):
     return value
 
 
+def _check_init(init, n_colors, n_channels):
+    if isinstance(init, str):
+        return _check_choice("init", init, INITS)
+    try:
+        centres = np.array(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"init={init!r} must be 'kmeans++', 'random' or an array of "
+                        f"initial centres") from None
+    if centres.shape != (n_colors, n_channels):
+        raise ValueError(f"init has shape {centres.shape}: initial centres must have shape "
+                         f"(n_colors, channels) = ({n_colors}, {n_channels})")
+    if not np.isfinite(centres).all():
+        raise ValueError("init contains non-finite values: initial centres must be finite")
+    return centres
+
+
 def _as_pixels(image):
     """Check ``image`` and return it as an (N, C) uint8 array (a view when possible)."""
     if not isinstance(image, np.ndarray):
@@ -121,8 +137,13 @@ class _Histogram:
             self.prefix, n_distinct = K.rank_prefix(self.bitmap)
             self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
             K.bitmap_colours(self.bitmap, self.prefix, n_ch, self.colours)
-            self.counts = np.zeros(n_distinct, dtype=np.int64)
-            K.bitmap_counts(pixels, self.bitmap, self.prefix, self.counts, n_workers)
+            # Per-group counters parallelise the count over pixels; key ranges
+            # parallelise it without extra counters.  Use as many pixel groups
+            # as fit in half the image's size.
+            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // (8 * n_distinct))))
+            counts = np.zeros((n_groups, n_distinct), dtype=np.int64)
+            K.bitmap_counts(pixels, self.bitmap, self.prefix, counts, n_workers)
+            self.counts = counts[0] if n_groups == 1 else counts.sum(axis=0)
             self.keys = None
         else:
             keys = np.empty(pixels.shape[0], dtype=np.uint32)
@@ -144,13 +165,14 @@ class _Histogram:
 
 def _kmeanspp(colours, counts, k, rng):
     """Greedy k-means++ on the histogram; same draws and arithmetic as the reference."""
-    planes = np.ascontiguousarray(colours.T, dtype=np.int32)
+    planes = np.zeros((4, colours.shape[0]), dtype=np.int32)
+    planes[:colours.shape[1]] = colours.T
     n_local = 2 + int(math.log(k))
     n_workers = numba.get_num_threads()
     first = int(np.searchsorted(np.cumsum(counts), rng.integers(0, int(counts.sum())),
                                 side="right"))
     chosen = [first]
-    closest = np.full(colours.shape[0], K.INT64_MAX, dtype=np.int64)
+    closest = np.full(colours.shape[0], K.INT32_MAX, dtype=np.int32)
     totals = np.empty(-(-colours.shape[0] // K.KPP_BLOCK), dtype=np.int64)
     K.kpp_update(planes, counts, closest, planes[:, first].copy(), totals)
     candidates = np.empty(n_local, dtype=np.int64)
@@ -197,7 +219,7 @@ def _labels_dtype(k):
     return np.uint8 if k <= 256 else np.uint16
 
 
-def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol):
+def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
     n_ch = pixels.shape[1]
     n_workers = numba.get_num_threads()
     hist = _Histogram(pixels, n_workers)
@@ -215,11 +237,12 @@ def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol):
                     steps_run=0, converged=True, history=[], **done)
 
     rng = np.random.default_rng(seed)
-    if init == "random":
-        start = reference.init_random(counts, n_colors, rng)
+    if isinstance(init, np.ndarray):
+        centres = init.copy()
+    elif init == "random":
+        centres = colours[reference.init_random(counts, n_colors, rng)].astype(np.float64)
     else:
-        start = _kmeanspp(colours, counts, n_colors, rng)
-    centres = colours[start].astype(np.float64)
+        centres = colours[_kmeanspp(colours, counts, n_colors, rng)].astype(np.float64)
 
     if method == "pixels":
         points, weights, point_labels = pixels, None, labels
@@ -237,10 +260,14 @@ def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol):
     converged = False
     stats = None
     steps_run = 0
+    if progress is not None:
+        progress(0, steps)
     for _ in range(steps):
         s, n = assign(centres)
         history.append(reference.inertia_from_stats(sq_norm_total, centres, s, n))
         steps_run += 1
+        if progress is not None:
+            progress(steps_run, steps)
         new = centres.copy()
         filled = n > 0
         new[filled] = s[filled] / n[filled, None]
@@ -269,7 +296,7 @@ def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol):
 # public
 # --------------------------------------------------------------------------
 def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
-             backend="numba", method="auto", tol=0.0):
+             backend="numba", method="auto", tol=0.0, progress=None):
     """Reduce an image to at most ``n_colors`` colours with exact k-means.
 
     Parameters
@@ -282,9 +309,9 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     steps : int, optional
         Maximum number of Lloyd steps (>= 0); the loop stops earlier once the
         centres stop moving.
-    init : {"kmeans++", "random"}, optional
-        Greedy count-weighted k-means++ (default), or k distinct colours of
-        random pixels.
+    init : {"kmeans++", "random"} or array-like of shape (n_colors, C), optional
+        Greedy count-weighted k-means++ (default), k distinct colours of random
+        pixels, or explicit initial centres.
     seed : int or None, optional
         Seed of ``numpy.random.default_rng``; the same seed gives the same result
         on every backend, method and thread count.  None draws fresh entropy.
@@ -297,6 +324,10 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     tol : float, optional
         Stop when the total squared centre shift of a step is <= tol (default 0:
         stop only when the centres no longer move).
+    progress : callable or None, optional
+        Called as ``progress(steps_done, steps)`` before the first Lloyd step
+        and after each one (not called when the image has at most
+        ``n_colors`` colours, as no step runs).
 
     Returns
     -------
@@ -306,7 +337,7 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     height, width = image.shape[:2]
     n_colors = _check_int("n_colors", n_colors, 1, MAX_COLORS)
     steps = _check_int("steps", steps, 0)
-    _check_choice("init", init, INITS)
+    init = _check_init(init, n_colors, pixels.shape[1])
     _check_choice("backend", backend, BACKENDS)
     _check_choice("method", method, METHODS)
     if seed is not None:
@@ -314,9 +345,12 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
         raise ValueError(f"tol={tol!r} must be a number >= 0")
     tol = float(tol)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress={progress!r} must be callable or None")
 
     run = _kmeans_numba if backend == "numba" else reference.kmeans
-    out = run(pixels, n_colors, steps=steps, init=init, seed=seed, method=method, tol=tol)
+    out = run(pixels, n_colors, steps=steps, init=init, seed=seed, method=method, tol=tol,
+              progress=progress)
     k_out = out["palette"].shape[0]
     labels = out["labels"].astype(_labels_dtype(k_out), copy=False).reshape(height, width)
     return Quantization(palette=out["palette"], labels=labels, centers=out["centers"],

@@ -14,7 +14,8 @@ The algorithm, step by step (the Numba backend follows it exactly):
 2. **Few colours.**  When ``n_colors`` is at least the number of distinct
    colours, the palette is exactly the distinct colours (in key order) and the
    error is zero.
-3. **Initial centres** (``rng = numpy.random.default_rng(seed)``):
+3. **Initial centres** (``rng = numpy.random.default_rng(seed)``), unless given
+   explicitly as an array:
 
    * ``"random"``: ``rng.choice(D, size=k, replace=False, p=counts / N)`` - k
      distinct colours, each drawn with probability proportional to its pixel
@@ -199,7 +200,7 @@ def resolve_method(method, n_distinct, n_pixels):
     return "histogram" if n_distinct <= AUTO_MAX_DISTINCT_FRACTION * n_pixels else "pixels"
 
 
-def kmeans(pixels, n_colors, *, steps, init, seed, method, tol):
+def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
     """Run the reference k-means on ``pixels`` (N, C) uint8 with a concrete method.
 
     Arguments are assumed valid (``kmeans_fast.quantize`` checks them).  Returns a
@@ -226,11 +227,12 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol):
                     steps_run=0, converged=True, history=[], **done)
 
     rng = np.random.default_rng(seed)
-    if init == "random":
-        start = init_random(counts, n_colors, rng)
+    if isinstance(init, np.ndarray):
+        centres = init.astype(np.float64)
+    elif init == "random":
+        centres = colours[init_random(counts, n_colors, rng)].astype(np.float64)
     else:
-        start = init_kmeanspp(colours, counts, n_colors, rng)
-    centres = colours[start].astype(np.float64)
+        centres = colours[init_kmeanspp(colours, counts, n_colors, rng)].astype(np.float64)
 
     if method == "pixels":
         points, weights, point_keys = pixels, None, None
@@ -241,10 +243,14 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol):
     converged = False
     labels = stats = None
     steps_run = 0
+    if progress is not None:
+        progress(0, steps)
     for _ in range(steps):
         labels, sums, cnt = assign(points, weights, centres)
         history.append(inertia_from_stats(sq_norm_total, centres, sums, cnt))
         steps_run += 1
+        if progress is not None:
+            progress(steps_run, steps)
         new = centres.copy()
         filled = cnt > 0
         new[filled] = sums[filled] / cnt[filled, None]

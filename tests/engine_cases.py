@@ -1,0 +1,35 @@
+"""Images shared by the engine tests: seeded random ones and small real photos."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+PHOTOS = ("astronaut", "coffee", "chelsea")  # crops of scikit-image's public-domain / CC0 photos
+
+
+def photo(name):
+    """A real photo crop, (96, 128, 3) uint8 RGB."""
+    bgr = cv2.imread(str(DATA / f"{name}.png"), cv2.IMREAD_COLOR)
+    assert bgr is not None, f"missing test photo {name}"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def with_channels(rgb, n_ch):
+    """Derive a 1-, 3- or 4-channel image from an RGB one (alpha from a gradient)."""
+    if n_ch == 1:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if n_ch == 3:
+        return rgb
+    h, w = rgb.shape[:2]
+    alpha = (np.arange(w, dtype=np.int64)[None, :] * 255 // max(1, w - 1)) // 32 * 32
+    alpha = np.broadcast_to(alpha, (h, w)).astype(np.uint8)
+    return np.dstack([rgb, alpha])
+
+
+def random_image(shape, seed, levels=256):
+    """Seeded random image; ``levels`` < 256 limits the number of distinct colours."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, levels, size=shape, dtype=np.int64) * (255 // max(1, levels - 1))
+    return img.astype(np.uint8)

@@ -1,0 +1,144 @@
+"""quantize(): arguments, determinism, result types."""
+
+import numpy as np
+import pytest
+
+from kmeans_fast import Quantization, quantize
+
+from engine_cases import photo, random_image
+
+RGB = random_image((10, 12, 3), 0)
+
+
+@pytest.mark.parametrize("image, error, words", [
+    (RGB.astype(np.float32), TypeError, "float32"),
+    (RGB.astype(np.uint16), TypeError, "uint16"),
+    (RGB.tolist(), TypeError, "list"),
+    (np.zeros((2, 2, 2, 3), np.uint8), ValueError, "(2, 2, 2, 3)"),
+    (np.zeros(5, np.uint8), ValueError, "(5,)"),
+    (np.zeros((4, 4, 2), np.uint8), ValueError, "2 channels"),
+    (np.zeros((0, 4, 3), np.uint8), ValueError, "empty"),
+])
+def test_bad_images(image, error, words):
+    with pytest.raises(error, match=__import__("re").escape(words)):
+        quantize(image, 4)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(n_colors=0), ValueError, "n_colors=0 must be between 1 and 65536"),
+    (dict(n_colors=65537), ValueError, "n_colors=65537"),
+    (dict(n_colors=2.5), TypeError, "n_colors=2.5"),
+    (dict(n_colors=True), TypeError, "n_colors=True"),
+    (dict(n_colors=4, steps=-1), ValueError, "steps=-1 must be >= 0"),
+    (dict(n_colors=4, init="kmeans"), ValueError, "init='kmeans'"),
+    (dict(n_colors=4, backend="cuda"), ValueError, "backend='cuda'"),
+    (dict(n_colors=4, method="tree"), ValueError, "method='tree'"),
+    (dict(n_colors=4, seed=-3), ValueError, "seed=-3"),
+    (dict(n_colors=4, tol=-1.0), ValueError, "tol=-1.0"),
+    (dict(n_colors=4, tol=float("nan")), ValueError, "tol=nan"),
+    (dict(n_colors=2, init=np.zeros((3, 3))), ValueError, "(2, 3)"),
+    (dict(n_colors=1, init=np.full((1, 3), np.inf)), ValueError, "non-finite"),
+])
+def test_bad_arguments(kwargs, error, words):
+    import re
+
+    with pytest.raises(error, match=re.escape(words)):
+        quantize(RGB, **kwargs)
+
+
+def test_result_fields_and_types():
+    q = quantize(photo("astronaut"), 16, seed=1)
+    assert isinstance(q, Quantization)
+    assert q.palette.shape == (16, 3) and q.palette.dtype == np.uint8
+    assert q.centers.shape == (16, 3) and q.centers.dtype == np.float64
+    assert q.labels.shape == (96, 128) and q.labels.dtype == np.uint8
+    assert isinstance(q.inertia, float) and q.inertia > 0
+    assert isinstance(q.steps_run, int) and isinstance(q.converged, bool)
+    assert len(q.history) == q.steps_run
+    assert q.image().shape == (96, 128, 3) and q.image().dtype == np.uint8
+    assert q.method in ("pixels", "histogram")
+    assert q.n_distinct == len(np.unique(photo("astronaut").reshape(-1, 3), axis=0))
+
+
+def test_uint16_labels_above_256_colours():
+    q = quantize(photo("coffee"), 300, steps=2, seed=0)
+    assert q.palette.shape[0] == 300
+    assert q.labels.dtype == np.uint16
+    assert q.labels.max() < 300
+
+
+def test_same_seed_same_result_and_none_draws_entropy():
+    img = photo("chelsea")
+    a = quantize(img, 8, seed=123)
+    b = quantize(img, 8, seed=123)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.centers, b.centers)
+    palettes = {quantize(img, 8, seed=None, steps=0, init="random").palette.tobytes()
+                for _ in range(4)}
+    assert len(palettes) > 1
+
+
+def test_non_contiguous_input_gives_the_same_result():
+    img = photo("astronaut")
+    flipped = img[:, ::-1]
+    assert not flipped.flags.c_contiguous
+    a = quantize(flipped, 12, seed=4)
+    b = quantize(np.ascontiguousarray(flipped), 12, seed=4)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.palette, b.palette)
+
+
+def test_input_is_not_modified():
+    img = photo("coffee")
+    before = img.copy()
+    quantize(img, 5, seed=0)
+    quantize(img, 5, seed=0, backend="numpy")
+    assert np.array_equal(img, before)
+
+
+def test_fewer_colours_than_k():
+    img = random_image((20, 20, 3), 3, levels=3)  # at most 27 colours
+    distinct = np.unique(img.reshape(-1, 3), axis=0)
+    q = quantize(img, 64)
+    assert np.array_equal(q.palette, distinct)
+    assert q.inertia == 0.0 and q.converged and q.steps_run == 0
+    assert np.array_equal(q.image(), img)
+
+
+def test_steps_zero_assigns_to_initial_centres():
+    img = photo("coffee")
+    q = quantize(img, 6, steps=0, seed=2, init="random")
+    assert q.steps_run == 0 and q.history == [] and not q.converged
+    colours = {tuple(c) for c in img.reshape(-1, 3)}
+    assert all(tuple(c) in colours for c in q.palette)  # initial centres are pixel colours
+
+
+def test_tol_stops_early():
+    img = photo("astronaut")
+    exact = quantize(img, 16, steps=200, seed=0)
+    loose = quantize(img, 16, steps=200, seed=0, tol=1.0)
+    assert exact.converged and loose.converged
+    assert loose.steps_run <= exact.steps_run
+
+
+def test_explicit_initial_centres():
+    img = photo("chelsea")
+    init = np.array([[0, 0, 0], [128, 128, 128], [255, 255, 255]])
+    q = quantize(img, 3, init=init, steps=0)
+    assert np.array_equal(q.centers, init.astype(float))
+
+
+def test_kmeanspp_beats_random_init_on_average():
+    img = photo("astronaut")
+    pp = np.median([quantize(img, 16, steps=0, seed=s).inertia for s in range(5)])
+    rnd = np.median([quantize(img, 16, steps=0, seed=s, init="random").inertia
+                     for s in range(5)])
+    assert pp < rnd
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_progress_is_reported_after_every_step(backend):
+    calls = []
+    q = quantize(photo("coffee"), 8, steps=5, seed=1, backend=backend,
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(q.steps_run + 1)]
+    with pytest.raises(TypeError, match="progress=3"):
+        quantize(photo("coffee"), 8, progress=3)
