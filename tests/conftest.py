@@ -1,0 +1,78 @@
+"""Shared fixtures for the CLI, io, metrics and sample tests: small images only."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kmeans_fast.sample import sample_image
+
+
+def encode(image, ext=".png", params=()):
+    """Encode RGB/RGBA/gray uint8 or uint16 pixels with OpenCV; bytes."""
+    if image.ndim == 3:
+        code = cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        image = cv2.cvtColor(image, code)
+    ok, data = cv2.imencode(ext, image, list(params))
+    assert ok
+    return data.tobytes()
+
+
+def save(path, image, ext=None, params=()):
+    """Write pixels to path (any name, non-ASCII included); the path."""
+    path = Path(path)
+    path.write_bytes(encode(image, ext or path.suffix, params))
+    return path
+
+
+def chunks(data):
+    """{chunk type: [payloads]} of a PNG file's bytes."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    found, i = {}, 8
+    while i < len(data):
+        n, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8].decode()
+        found.setdefault(kind, []).append(data[i + 8 : i + 8 + n])
+        i += 12 + n
+    return found
+
+
+def ihdr(data):
+    """(bit depth, colour type) of a PNG file's bytes."""
+    return tuple(chunks(data)["IHDR"][0][8:10])
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def rgb():
+    """A small photo-like RGB image, (48, 64, 3) uint8."""
+    return sample_image(48, 64, seed=3)
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """An empty folder, made the current one: tests write nothing into the repo."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def runner():
+    """A CliRunner keeping stdout and stderr apart (click 8.1 and 8.2+)."""
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def image_file(work, rgb):
+    """photo.png in the working folder."""
+    return save(work / "photo.png", rgb)
