@@ -1,0 +1,322 @@
+"""Plan the measurements, run each in its own worker process, collect the results.
+
+Measurements run one at a time (never two at once: they would share the cores),
+smallest image first.  Before a measurement the runner extrapolates its time from
+the same method and k on the next smaller image (linearly in the pixel count); a
+run that would exceed the mode's budget is skipped and marked so in the results
+(except the runs the targets are judged on).  The worker repeats a run only while
+the repeats fit in the mode's ``repeat_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from . import report, system
+from .images import SIZES, SOURCES, generated_image, user_images
+from .methods import METHODS, kf_explicit_init_supported
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results"
+DEFAULT_WORK = HERE / "_work"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    sizes: tuple          # megapixels of the generated images
+    ks: tuple
+    steps: int
+    repeats: int          # timed runs per measurement at most...
+    repeat_s: float       # ...while they fit in this many seconds (at least one)
+    budget_s: float       # skip a run extrapolated to take longer than this
+    cold_compile: bool    # time the JIT compile with an empty Numba cache
+    e2e_repeats: int      # 0: no end-to-end breakdown
+
+
+MODES = {
+    # what the test suite runs: seconds
+    "tiny": Mode("tiny", (0.05,), (16,), 2, 2, 5.0, 60.0, False, 1),
+    # about 3 minutes on 2 cores
+    "quick": Mode("quick", (1, 4, 24), (16, 256), 10, 3, 4.0, 6.0, True, 1),
+    # about half an hour on 2 cores
+    "full": Mode("full", (1, 4, 24, 96), (16, 64, 256), 10, 5, 30.0, 60.0, True, 3),
+}
+
+
+
+def _always_run(method, k, megapixels):
+    """The runs the targets are judged on are measured whatever their estimate:
+    numba auto everywhere, numba pixels and scikit-learn at k=16 on 24 MP."""
+    return method == "numba-auto" or (
+        method in ("numba-pixels", "sklearn") and k == 16
+        and abs(megapixels - report.TARGET_MP) < 0.5)
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Workers:
+    """Starts ``python -m benchmarks.worker`` processes with a fixed environment."""
+
+    def __init__(self, threads=None, timeout_s=600.0):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        if threads:
+            for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                        "MKL_NUM_THREADS"):
+                env[var] = str(threads)
+        self.env = env
+        self.threads = threads
+        self.timeout_s = timeout_s
+
+    def __call__(self, kind, *args, env=None, timeout_s=None):
+        cmd = [sys.executable, "-m", "benchmarks.worker", kind, *map(str, args)]
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
+        timeout_s = timeout_s or self.timeout_s
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, env={**self.env, **(env or {})},
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return dict(status="failed", reason=f"timed out after {timeout_s:.0f} s")
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if done.returncode != 0 or not lines:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return dict(status="failed", reason=f"worker exit {done.returncode}: {tail}")
+        return dict(json.loads(lines[-1]), status="ok")
+
+
+def _skip(results, method, k, image, budget_s):
+    """Why a run should be skipped, or None to run it.
+
+    Its time is extrapolated from the same method and k on the next smaller
+    image (linearly in pixels) or, on the smallest image, from the next smaller
+    k on the same image (linearly in k, an upper bound for Lloyd steps).
+    """
+    if _always_run(method, k, image.megapixels):
+        return None
+    mine = [r for r in results if r["method"] == method]
+    smaller = [r for r in mine if r["k"] == k and r["megapixels"] < image.megapixels]
+    fewer = [r for r in mine if r["image"] == image.name and r["k"] < k]
+    if smaller:
+        last = max(smaller, key=lambda r: r["megapixels"])
+        scale, basis = image.megapixels / last["megapixels"], last["image"]
+    elif fewer:
+        last = max(fewer, key=lambda r: r["k"])
+        scale, basis = k / last["k"], f"k={last['k']}"
+    else:
+        return None
+    if last["status"] == "skipped":
+        return dict(status="skipped", reason=f"skipped: would take > {budget_s:g} s "
+                                             f"(skipped at {basis})")
+    if last["status"] != "ok":
+        return dict(status="skipped", reason=f"skipped: {last['status']} at {basis}")
+    estimate = last["median_s"] * scale
+    if estimate <= budget_s:
+        return None
+    return dict(status="skipped", estimate_s=estimate,
+                reason=f"skipped: would take ~{estimate:.0f} s > {budget_s:g} s "
+                       f"(from {basis})")
+
+
+def run_suite(mode, images, methods, *, workers, seed, kf_init):
+    """Every measurement of ``mode``, smallest image first: a list of result rows."""
+    results = []
+    n_total = len(images) * len(mode.ks) * len(methods)
+    n = 0
+    for image in sorted(images, key=lambda im: im.megapixels):
+        for k in mode.ks:
+            for key in methods:
+                n += 1
+                method = METHODS[key]
+                row = dict(image=image.name, megapixels=image.megapixels, k=k, method=key,
+                           label=method.label, image_bytes=image.nbytes)
+                missing = method.missing()
+                if missing:
+                    row.update(status="not installed",
+                               reason=f"not installed: {', '.join(missing)}")
+                elif k > method.max_k:
+                    row.update(status="skipped",
+                               reason=f"skipped: makes at most {method.max_k} colours")
+                else:
+                    row.update(_skip(results, key, k, image, mode.budget_s) or {})
+                if "status" not in row:
+                    row.update(workers("run", "--image", image.path, "--method", key, "--k", k,
+                                       "--steps", mode.steps, "--repeats", mode.repeats,
+                                       "--max-seconds", mode.repeat_s, "--seed", seed,
+                                       "--kf-init", kf_init))
+                results.append(row)
+                _log(f"[{n:3d}/{n_total}] {image.name:>14}  k={k:<4d} {key:<16} "
+                     + report.short(row))
+    return results
+
+
+def _compile(workers, mode, seed, kf_init):
+    """JIT cost: once with an empty Numba cache (cold), once with the package's cache."""
+    out = {}
+    if mode.cold_compile:
+        with tempfile.TemporaryDirectory(prefix="kmeans_fast_numba_cache_") as cache:
+            out["cold"] = workers("compile", "--k", mode.ks[0], "--steps", mode.steps,
+                                  "--seed", seed, "--kf-init", kf_init,
+                                  env={"NUMBA_CACHE_DIR": cache})
+    out["cached"] = workers("compile", "--k", mode.ks[0], "--steps", mode.steps,
+                            "--seed", seed, "--kf-init", kf_init)
+    for name, row in out.items():
+        _log(f"numba first call, {name} cache: " + report.short_compile(row))
+    return out
+
+
+def _e2e(workers, mode, images, work, seed, kf_init):
+    if not mode.e2e_repeats:
+        return dict(status="skipped", reason="not run in this mode")
+    exact = [im for im in images if abs(im.megapixels - 24) < 0.5]
+    image = exact[0] if exact else max(images, key=lambda im: im.megapixels)
+    out = workers("e2e", "--image", image.path, "--work", work, "--k", mode.ks[0],
+                  "--steps", mode.steps, "--repeats", mode.e2e_repeats, "--seed", seed,
+                  "--kf-init", kf_init)
+    out.update(image_name=image.name, megapixels=image.megapixels)
+    _log(f"end to end on {image.name}: " + report.short_e2e(out))
+    return out
+
+
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _kf_init_text(kf_init, seed):
+    if kf_init == "shared":
+        return "the shared centres (init=array)"
+    return (f"its own init='random', seed={seed} (k distinct colours of random pixels; "
+            "this kmeans_fast takes no array of centres)")
+
+
+def _csv(text, cast):
+    return tuple(cast(x) for x in text.split(",") if x.strip())
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time kmeans_fast (numba, NumPy reference) against scikit-learn, OpenCV, "
+                    "libimagequant and Pillow on generated photos (or yours) and write "
+                    "RESULTS.md, results.json and a chart.")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true",
+                       help="1, 4, 24 MP, k=16 and 256, runs over 6 s skipped: about 3 minutes")
+    group.add_argument("--full", action="store_true",
+                       help="1, 4, 24, 96 MP, k=16, 64, 256 (the default): about half an hour")
+    group.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--images", metavar="DIR",
+                   help="time your own photos (JPEG, PNG, ...) instead of the generated ones")
+    p.add_argument("--sizes", type=lambda s: _csv(s, float), metavar="MP,...",
+                   help=f"generated sizes, from {', '.join(f'{s:g}' for s in SIZES)}")
+    p.add_argument("--k", type=lambda s: _csv(s, int), metavar="K,...", help="colour counts")
+    p.add_argument("--methods", type=lambda s: _csv(s, str), metavar="NAME,...",
+                   help=f"from {', '.join(METHODS)}")
+    p.add_argument("--steps", type=int, help="Lloyd steps per run (default 10)")
+    p.add_argument("--repeats", type=int, help="timed runs per measurement (median reported)")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="skip a run estimated to take longer than this")
+    p.add_argument("--threads", type=int, help="threads for every library (default: all cores)")
+    p.add_argument("--kf-init", choices=("auto", "shared", "random"), default="auto",
+                   help="kmeans_fast's initial centres: the shared ones every method gets "
+                        "(auto: when this kmeans_fast accepts an array) or its own random init")
+    p.add_argument("--source", choices=SOURCES, default="auto",
+                   help="generated images: a bundled real photo upscaled, or "
+                        "kmeans_fast.sample.sample_image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end breakdown")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="where results go")
+    p.add_argument("--work", default=str(DEFAULT_WORK), help="cache of generated images")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="only rewrite RESULTS.md and the chart from a results.json")
+    return p.parse_args(argv)
+
+
+def _mode(args):
+    name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    mode = MODES[name]
+    overrides = dict(sizes=args.sizes, ks=args.k, steps=args.steps, repeats=args.repeats,
+                     budget_s=args.budget)
+    mode = replace(mode, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_e2e:
+        mode = replace(mode, e2e_repeats=0)
+    unknown = [s for s in mode.sizes if s not in SIZES]
+    if unknown:
+        raise SystemExit(f"--sizes {unknown}: generated sizes are {', '.join(map(str, SIZES))}")
+    return mode
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        _log("\n".join(f"wrote {p}" for p in report.write(results, out)))
+        return 0
+    mode = _mode(args)
+    methods = args.methods or tuple(METHODS)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"--methods {bad}: choose from {', '.join(METHODS)}")
+
+    started = time.perf_counter()
+    load_start = _load()
+    kf_init = args.kf_init
+    if kf_init == "auto":
+        kf_init = "shared" if kf_explicit_init_supported() else "random"
+    _log(f"mode {mode.name}; kmeans_fast init: {kf_init}; work folder {args.work}")
+
+    if args.images:
+        images = user_images(args.images, args.work)
+        if args.sizes:
+            images += [generated_image(s, args.work, seed=args.seed, source=args.source)
+                       for s in mode.sizes]
+    else:
+        images = [generated_image(s, args.work, seed=args.seed, source=args.source)
+                  for s in mode.sizes]
+    for im in images:
+        _log(f"image {im.name}: {im.width}x{im.height}, {im.n_distinct:,} distinct colours "
+             f"({im.source})")
+
+    workers = Workers(threads=args.threads, timeout_s=max(300.0, 10 * mode.budget_s))
+    machine = workers("machine")
+    if machine.pop("status") != "ok":
+        machine = system.machine()
+    compile_times = _compile(workers, mode, args.seed, kf_init)
+    runs = run_suite(mode, images, methods, workers=workers, seed=args.seed, kf_init=kf_init)
+    e2e = _e2e(workers, mode, images, args.work, args.seed, kf_init)
+
+    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    results = dict(
+        suite="kmeans_fast benchmarks", format=1,
+        command=f"python -m benchmarks {argv_text}".strip(),
+        date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        duration_s=time.perf_counter() - started,
+        mode=asdict(mode), seed=args.seed, kf_init=kf_init,
+        machine=machine, threads_option=args.threads,
+        methods={k: dict(label=m.label, peer=m.peer,
+                         init=m.init if m.peer else _kf_init_text(kf_init, args.seed))
+                 for k, m in METHODS.items() if k in methods},
+        load_start=load_start, load_end=_load(),
+        images=[im.to_dict() for im in images],
+        compile=compile_times, runs=runs, e2e=e2e)
+    results["duration_s"] = time.perf_counter() - started
+    _log("\n".join(f"wrote {p}" for p in report.write(results, out)))
+    _log(f"done in {results['duration_s']:.0f} s")
+    return 0

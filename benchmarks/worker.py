@@ -1,0 +1,123 @@
+"""One measurement in a fresh process; prints one JSON line on stdout.
+
+    python -m benchmarks.worker run --image IMG.npy --method numba-auto --k 16 --steps 10
+    python -m benchmarks.worker compile --k 16 --steps 10   # JIT compile, as run
+    python -m benchmarks.worker e2e --image IMG.npy --work DIR --k 16 --steps 10
+    python -m benchmarks.worker machine                     # CPU, threads, versions
+
+A fresh process per measurement makes the peak RSS the method's own: the worker
+loads the image, warms the method up on a small crop (so JIT compilation and
+first-call set-up are not timed; their cost is reported as ``first_call_s -
+warm_call_s``), notes its RSS, resets the peak, then runs the method
+``--repeats`` times (fewer when they would take over ``--max-seconds``).
+"Added memory" is the peak RSS minus that RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import statistics
+import sys
+
+import numpy as np
+
+from . import system
+from .images import shared_centres
+from .measure import psnr, timed
+from .methods import METHODS, WARMUP_SIDE, warm_up
+
+
+def measure(args):
+    method = METHODS[args.method]
+    image = np.load(args.image)
+    first, second = warm_up(method, image, args.k, args.steps, args.seed, args.kf_init)
+    centres = shared_centres(image, args.k, args.seed)
+    gc.collect()
+    baseline = system.rss_bytes()
+    exact_peak = system.reset_peak_rss()
+
+    run = method.prepare(image, args.k, args.steps, centres, args.seed,
+                         kf_init=args.kf_init)
+    times = []
+    outcome = None
+    while len(times) < args.repeats:
+        outcome = None
+        seconds, outcome = timed(run)
+        times.append(seconds)
+        if sum(times) + seconds > args.max_seconds:  # one more would overrun
+            break
+    peak = system.peak_rss_bytes()
+    del run
+    quantized = outcome.quantized()
+    db, psnr_by = psnr(image, quantized)
+    return dict(
+        kind="run", method=method.key, k=args.k, steps=args.steps, repeats=args.repeats,
+        times_s=times, median_s=statistics.median(times), min_s=min(times),
+        steps_run=outcome.steps_run, path=outcome.path,
+        first_call_s=first, warm_call_s=second, first_call_overhead_s=max(0.0, first - second),
+        rss_after_load_bytes=baseline, peak_rss_bytes=peak,
+        added_bytes=max(0, peak - baseline), peak_reset=exact_peak,
+        image_bytes=image.nbytes, psnr_db=db, psnr_by=psnr_by,
+        threads=method.threads(), kf_init=args.kf_init if not method.peer else None,
+    )
+
+
+def compile_times(args):
+    """First and second call of both numba paths on a small synthetic image.  Run
+    with NUMBA_CACHE_DIR pointing at an empty folder, the difference is the cold
+    JIT compile; with the package's warm cache, it is the cache load."""
+    import_s, _ = timed(__import__, "kmeans_fast")
+    rng = np.random.default_rng(args.seed)
+    image = rng.integers(0, 256, (WARMUP_SIDE, WARMUP_SIDE, 3), dtype=np.uint8)
+    first, second = warm_up(METHODS["numba-auto"], image, args.k, args.steps, args.seed,
+                            args.kf_init)
+    return dict(kind="compile", k=args.k, import_s=import_s, first_call_s=first,
+                warm_call_s=second, compile_s=max(0.0, first - second))
+
+
+def _set_threads(n):
+    """Numba and OpenCV threads (OpenMP/BLAS follow OMP_NUM_THREADS, set by the runner)."""
+    import numba
+    numba.set_num_threads(n)
+    try:
+        import cv2
+        cv2.setNumThreads(n)
+    except ImportError:
+        pass
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("kind", choices=("run", "compile", "e2e", "machine"))
+    parser.add_argument("--image")
+    parser.add_argument("--method", choices=sorted(METHODS))
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-seconds", type=float, default=math.inf,
+                        help="stop repeating when one more run would pass this total")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kf-init", choices=("shared", "random"), default="random")
+    parser.add_argument("--work")
+    parser.add_argument("--threads", type=int, help="numba and OpenCV threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        _set_threads(args.threads)
+    if args.kind == "run":
+        out = measure(args)
+    elif args.kind == "compile":
+        out = compile_times(args)
+    elif args.kind == "machine":  # the thread settings the workers see
+        out = system.machine()
+    else:
+        from .e2e import end_to_end
+        out = end_to_end(args.image, args.work, k=args.k, steps=args.steps,
+                         repeats=args.repeats, seed=args.seed, kf_init=args.kf_init)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
