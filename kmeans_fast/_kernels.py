@@ -45,11 +45,15 @@ def _key(flat, i, n_ch):
 
 
 @njit(cache=True, inline="always")
-def _rank(bitmap, prefix, key):
-    """Index of ``key`` among the set bits of ``bitmap`` (its colour index)."""
+def _rank(table, key):
+    """Index of ``key`` among the keys present (its colour index).
+
+    ``table[w] = (bits of word w, number of bits set before word w)``: both
+    halves of a lookup share one cache line.
+    """
     word = key >> 6
-    below = bitmap[word] & ((np.uint64(1) << np.uint64(key & 63)) - np.uint64(1))
-    return prefix[word] + _popcount(below)
+    below = table[word, 0] & ((np.uint64(1) << np.uint64(key & 63)) - np.uint64(1))
+    return np.int64(table[word, 1]) + _popcount(below)
 
 
 @njit(cache=True, inline="always")
@@ -63,8 +67,8 @@ def _share(n, t, n_workers):
 
 # --------------------------------------------------------------------------
 # Colour histogram, up to 3 channels: a presence bitmap over all 2**(8C) keys
-# (2 MiB for RGB) plus per-word rank prefixes.  Memory stays far below the
-# image's size and every lookup is two loads and a popcount.
+# (2 MiB for RGB), interleaved with per-word rank prefixes.  Memory stays far
+# below the image's size and every lookup is one cache line and a popcount.
 # --------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
 def presence_bitmap(pixels, n_workers):
@@ -96,25 +100,30 @@ def presence_bitmap(pixels, n_workers):
 
 
 @njit(cache=True)
-def rank_prefix(bitmap):
-    """Exclusive prefix sums of the bitmap's per-word bit counts, and the total."""
-    prefix = np.empty(bitmap.shape[0], dtype=np.int64)
+def rank_table(bitmap):
+    """The lookup table of :func:`_rank` for ``bitmap``, and the number of keys set.
+
+    returns (W, 2) uint64: each word's bits and the bits set before it
+    """
+    table = np.empty((bitmap.shape[0], 2), dtype=np.uint64)
     total = np.int64(0)
     for w in range(bitmap.shape[0]):
-        prefix[w] = total
+        table[w, 0] = bitmap[w]
+        table[w, 1] = total
         total += _popcount(bitmap[w])
-    return prefix, total
+    return table, total
 
 
 @njit(parallel=True, cache=True)
-def bitmap_colours(bitmap, prefix, n_channels, colours):
-    """Unpack the set keys of ``bitmap`` into their colours, in key order.
+def table_colours(table, n_channels, colours):
+    """Unpack the keys present into their colours, in key order.
 
+    table : (W, 2) uint64              # IN   from rank_table
     colours : (D, C) uint8             # OUT
     """
-    for w in prange(bitmap.shape[0]):
-        bits = bitmap[w]
-        r = prefix[w]
+    for w in prange(table.shape[0]):
+        bits = table[w, 0]
+        r = np.int64(table[w, 1])
         for b in range(64):
             if (bits >> np.uint64(b)) & np.uint64(1):
                 key = w * 64 + b
@@ -124,7 +133,7 @@ def bitmap_colours(bitmap, prefix, n_channels, colours):
 
 
 @njit(parallel=True, cache=True)
-def bitmap_counts(pixels, bitmap, prefix, counts, n_workers):
+def table_counts(pixels, table, counts, n_workers):
     """Pixel count of every colour.
 
     With ``n_groups = counts_parts.shape[0]`` pixel groups, worker t counts
@@ -133,13 +142,14 @@ def bitmap_counts(pixels, bitmap, prefix, counts, n_workers):
     two workers write the same counter, and memory is n_groups * D counters.
 
     pixels : (N, C) uint8, C-contiguous   # IN
-    counts : (G, D) int64, zeroed         # OUT  per-group counts; sum over axis 0
+    table : (W, 2) uint64                 # IN   from rank_table
+    counts : (G, D) int32|int64, zeroed   # OUT  per-group counts; sum over axis 0
     """
     n, n_ch = pixels.shape
     flat = pixels.reshape(-1)
     n_groups = counts.shape[0]
     n_ranges = max(1, n_workers // n_groups)
-    n_words = bitmap.shape[0]
+    n_words = table.shape[0]
     for t in prange(n_groups * n_ranges):
         g = t % n_groups
         lo, hi = _share(n_words, t // n_groups, n_ranges)
@@ -150,14 +160,15 @@ def bitmap_counts(pixels, bitmap, prefix, counts, n_workers):
             key = _key(blk, i, n_ch)
             word = key >> 6
             if word >= lo and word < hi:
-                cnt[_rank(bitmap, prefix, key)] += 1
+                cnt[_rank(table, key)] += 1
 
 
 @njit(parallel=True, cache=True)
-def bitmap_remap(pixels, bitmap, prefix, colour_labels, labels, n_workers):
+def table_remap(pixels, table, colour_labels, labels, n_workers):
     """labels[p] = colour_labels[colour index of pixel p].
 
     pixels : (N, C) uint8, C-contiguous   # IN
+    table : (W, 2) uint64                 # IN   from rank_table
     colour_labels : (D,) int              # IN
     labels : (N,) uint8 | uint16          # OUT
     """
@@ -168,7 +179,7 @@ def bitmap_remap(pixels, bitmap, prefix, colour_labels, labels, n_workers):
         blk = flat[a * n_ch:b * n_ch]
         out = labels[a:b]
         for i in range(b - a):
-            out[i] = colour_labels[_rank(bitmap, prefix, _key(blk, i, n_ch))]
+            out[i] = colour_labels[_rank(table, _key(blk, i, n_ch))]
 
 
 # --------------------------------------------------------------------------

@@ -133,17 +133,18 @@ class _Histogram:
         n_ch = pixels.shape[1]
         self.n_workers = n_workers
         if n_ch <= 3:
-            self.bitmap = K.presence_bitmap(pixels, n_workers)
-            self.prefix, n_distinct = K.rank_prefix(self.bitmap)
+            self.table, n_distinct = K.rank_table(K.presence_bitmap(pixels, n_workers))
             self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
-            K.bitmap_colours(self.bitmap, self.prefix, n_ch, self.colours)
+            K.table_colours(self.table, n_ch, self.colours)
             # Per-group counters parallelise the count over pixels; key ranges
             # parallelise it without extra counters.  Use as many pixel groups
             # as fit in half the image's size.
-            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // (8 * n_distinct))))
-            counts = np.zeros((n_groups, n_distinct), dtype=np.int64)
-            K.bitmap_counts(pixels, self.bitmap, self.prefix, counts, n_workers)
-            self.counts = counts[0] if n_groups == 1 else counts.sum(axis=0)
+            dtype = np.int32 if pixels.shape[0] < 2**31 else np.int64
+            size = np.dtype(dtype).itemsize * n_distinct
+            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // size)))
+            counts = np.zeros((n_groups, n_distinct), dtype=dtype)
+            K.table_counts(pixels, self.table, counts, n_workers)
+            self.counts = counts.sum(axis=0, dtype=np.int64)
             self.keys = None
         else:
             keys = np.empty(pixels.shape[0], dtype=np.uint32)
@@ -157,8 +158,7 @@ class _Histogram:
     def remap(self, pixels, colour_labels, labels):
         """labels[p] = colour_labels[colour index of pixel p]."""
         if self.keys is None:
-            K.bitmap_remap(pixels, self.bitmap, self.prefix, colour_labels, labels,
-                           self.n_workers)
+            K.table_remap(pixels, self.table, colour_labels, labels, self.n_workers)
         else:
             K.sorted_remap(pixels, self.keys, colour_labels, labels, self.n_workers)
 

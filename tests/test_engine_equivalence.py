@@ -96,10 +96,10 @@ def test_kernels_give_the_same_result_for_any_worker_count(n_workers):
 
     bitmap = K.presence_bitmap(pixels, n_workers)
     assert np.array_equal(bitmap, K.presence_bitmap(pixels, 1))
-    prefix, n_distinct = K.rank_prefix(bitmap)
+    table, n_distinct = K.rank_table(bitmap)
     for groups in {1, min(n_workers, 3)}:
-        c = np.zeros((groups, n_distinct), np.int64)
-        K.bitmap_counts(pixels, bitmap, prefix, c, n_workers)
+        c = np.zeros((groups, n_distinct), np.int32)
+        K.table_counts(pixels, table, c, n_workers)
         assert c.sum() == pixels.shape[0]
         _, expected = np.unique(pixels, axis=0, return_counts=True)
         assert np.array_equal(c.sum(0), expected)
