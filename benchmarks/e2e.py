@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import shared_centres
-from .measure import psnr, timed
+from .measure import timed
 from .methods import METHODS, kf_init_args, warm_up
 
 JPEG_QUALITY = 95
@@ -38,90 +38,33 @@ def _source_files(image, work, stem):
     return files
 
 
-# the package's functions, or stand-ins with the same signatures -------------
-def _cv2_read(path):
-    import cv2
-    bgr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _pillow_png(path, palette, labels, *, level=9):
-    from PIL import Image
-    if len(palette) <= 256:
-        img = Image.fromarray(labels.astype(np.uint8), mode="P")
-        img.putpalette(palette.reshape(-1).tolist())
-    else:  # PNG palettes hold at most 256 colours
-        img = Image.fromarray(palette[labels])
-    img.save(path, format="PNG", compress_level=level)
-    return Path(path).stat().st_size
-
-
-def _cv2_jpeg(image, quality=JPEG_QUALITY):
-    import cv2
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise OSError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def _write_bytes(path, data):
-    Path(path).write_bytes(data)
-    return len(data)
-
-
-def _cv2_decode(data, name="image"):
-    import cv2
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
-                        cv2.COLOR_BGR2RGB)
-
-
-def _psnr_only(a, b):
-    return {"psnr": psnr(a, b)[0]}
-
-
-def _io():
-    """What the CLI uses: kmeans_fast.io and kmeans_fast.metrics, when present."""
-    try:
-        from kmeans_fast import io as kio
-        found = dict(read=kio.read_image, write_png=kio.write_png,
-                     encode_jpeg=kio.encode_jpeg, write_bytes=kio.write_bytes,
-                     decode=kio.decode_image, io_by="kmeans_fast.io")
-    except (ImportError, AttributeError):
-        found = dict(read=_cv2_read, write_png=_pillow_png, encode_jpeg=_cv2_jpeg,
-                     write_bytes=_write_bytes, decode=_cv2_decode,
-                     io_by="OpenCV / Pillow (no kmeans_fast.io)")
-    try:
-        from kmeans_fast.metrics import psnr as kpsnr, ssim as kssim
-        found.update(quality=lambda a, b: {"psnr": kpsnr(a, b), "ssim": kssim(a, b)},
-                     quality_by="kmeans_fast.metrics PSNR + SSIM")
-    except ImportError:
-        found.update(quality=_psnr_only, quality_by="NumPy PSNR (no kmeans_fast.metrics)")
-    return found
-
-
 def end_to_end(image_path, work, *, k, steps, repeats, seed, kf_init):
     """Median seconds of every stage over ``repeats`` passes, and who ran it.
 
     The stages are those of ``kmeans-fast IMAGE``: read the photo, quantize,
-    write the indexed PNG (zlib level 9, the CLI's default), measure it, encode
+    write the indexed PNG (the CLI's default zlib level), measure it, encode
     and write the comparison JPEG of the original (quality 95), measure that.
     """
+    from kmeans_fast import io as kio
     from kmeans_fast import quantize
+    from kmeans_fast.metrics import psnr as kpsnr, ssim as kssim
+
+    def quality(a, b):
+        return {"psnr": kpsnr(a, b), "ssim": kssim(a, b)}
+
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     image = np.load(image_path)
     files = _source_files(image, work, Path(image_path).stem)
     out_png, out_jpg = work / "e2e_out.png", work / "e2e_out.jpg"
-    f = _io()
 
     # warm-up on a crop: JIT (cache load) and first-call costs stay out of the timings
     crop = np.ascontiguousarray(image[:64, :64])
     warm_up(METHODS["numba-auto"], image, k, steps, seed, kf_init)
     small = quantize(crop, min(k, 8), steps=1, init="random", seed=0)
-    f["write_png"](work / "warm.png", small.palette, small.labels)
-    f["decode"](f["encode_jpeg"](crop, JPEG_QUALITY), "warm-up")
-    f["quality"](crop, small.image())
+    kio.write_png(work / "warm.png", small.palette, small.labels)
+    kio.decode_image(kio.encode_jpeg(crop, JPEG_QUALITY), "warm-up")
+    quality(crop, small.image())
     (work / "warm.png").unlink(missing_ok=True)
 
     centres = shared_centres(image, k, seed)
@@ -130,30 +73,31 @@ def end_to_end(image_path, work, *, k, steps, repeats, seed, kf_init):
                                     "measure PNG", "encode + write JPEG", "measure JPEG")}
 
     def jpeg():
-        data = f["encode_jpeg"](image, JPEG_QUALITY)
-        f["write_bytes"](out_jpg, data)
+        data = kio.encode_jpeg(image, JPEG_QUALITY)
+        kio.write_bytes(out_jpg, data)
         return data
 
     for _ in range(repeats):
-        t, decoded = timed(f["read"], files[".jpg"])
+        t, decoded = timed(kio.read_image, files[".jpg"])
         stages["read JPEG"].append(t)
         del decoded
-        stages["read PNG"].append(timed(f["read"], files[".png"])[0])
+        stages["read PNG"].append(timed(kio.read_image, files[".png"])[0])
         t, q = timed(quantize, image, k, steps=steps, **init)
         stages["quantize"].append(t)
-        stages["write PNG"].append(timed(f["write_png"], out_png, q.palette, q.labels)[0])
-        t, png_scores = timed(lambda: f["quality"](image, q.image()))
+        stages["write PNG"].append(timed(kio.write_png, out_png, q.palette, q.labels)[0])
+        t, png_scores = timed(lambda: quality(image, q.image()))
         stages["measure PNG"].append(t)
         t, data = timed(jpeg)
         stages["encode + write JPEG"].append(t)
-        t, jpeg_scores = timed(lambda: f["quality"](image, f["decode"](data, "the JPEG")))
+        t, jpeg_scores = timed(lambda: quality(image, kio.decode_image(data, "the JPEG")))
         stages["measure JPEG"].append(t)
-    by = {"read JPEG": f["io_by"], "read PNG": f"{f['io_by']} (not in the total)",
+    io_by, quality_by = "kmeans_fast.io", "kmeans_fast.metrics PSNR + SSIM"
+    by = {"read JPEG": io_by, "read PNG": f"{io_by} (not in the total)",
           "quantize": f"numba auto, {'shared centres' if kf_init == 'shared' else 'init=random'}",
-          "write PNG": f"{f['io_by']}, zlib level 9",
-          "measure PNG": f"{f['quality_by']} of palette[labels]",
-          "encode + write JPEG": f"{f['io_by']}, quality {JPEG_QUALITY}, of the original",
-          "measure JPEG": f"decode + {f['quality_by']}"}
+          "write PNG": f"{io_by}, zlib level {kio.PNG_LEVEL}",
+          "measure PNG": f"{quality_by} of palette[labels]",
+          "encode + write JPEG": f"{io_by}, quality {JPEG_QUALITY}, of the original",
+          "measure JPEG": f"decode + {quality_by}"}
     rows = [dict(stage=name, median_s=statistics.median(ts), times_s=ts, by=by[name])
             for name, ts in stages.items()]
     return dict(kind="e2e", image=str(image_path), k=k, steps=steps, repeats=repeats,

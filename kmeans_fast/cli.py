@@ -172,7 +172,7 @@ def _print_table(report):
               show_default=True, metavar="PATH", help="Where to write the comparison JPEG.")
 @click.option("--jpeg-match-size", is_flag=True,
               help="Pick the JPEG quality whose file size is closest to the PNG's.")
-@click.option("--png-level", type=click.IntRange(0, 9), default=6, show_default=True,
+@click.option("--png-level", type=click.IntRange(0, 9), default=kio.PNG_LEVEL, show_default=True,
               metavar="0-9",
               help="PNG (zlib) compression level: 0 fastest, 9 smallest (a few % smaller "
                    "than 6, several times slower).")

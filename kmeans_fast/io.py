@@ -38,6 +38,7 @@ __all__ = ["ImageIOError", "PALETTE_MAX", "JPEG_QUALITY", "read_image", "decode_
 
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 JPEG_QUALITY = 95           # OpenCV's default JPEG quality
+PNG_LEVEL = 6               # zlib level: 9 is ~2% smaller and ~4x slower on photos
 _EXIF_ORIENTATION = 0x0112
 
 # EXIF orientation -> the transform that shows the stored pixels upright
@@ -381,7 +382,7 @@ def palette_bit_depth(n_colors):
     return next((bits for bits in (1, 2, 4, 8) if n_colors <= 1 << bits), None)
 
 
-def png_bytes(palette, labels, *, level=6):
+def png_bytes(palette, labels, *, level=PNG_LEVEL):
     """Encode a quantized image as PNG: indexed when the palette allows.
 
     Parameters
@@ -427,7 +428,7 @@ def png_bytes(palette, labels, *, level=6):
     return out.getvalue()
 
 
-def write_png(path, palette, labels, *, level=6):
+def write_png(path, palette, labels, *, level=PNG_LEVEL):
     """Write a quantized image as a PNG (see :func:`png_bytes`), atomically.
 
     Returns

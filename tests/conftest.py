@@ -7,7 +7,6 @@ import inspect
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
