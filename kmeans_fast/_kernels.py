@@ -503,3 +503,68 @@ def kpp_potentials(planes, counts, closest, candidates, pots):
                                         counts[start:stop],
                                         closest[start:stop], candidates[q, 0],
                                         candidates[q, 1], candidates[q, 2], candidates[q, 3])
+
+
+# --------------------------------------------------------------------------
+# Output and measures.
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def paint(palette, labels, out, n_workers):
+    """out[p] = palette[labels[p]]: the quantized image.
+
+    palette : (k, C) uint8             # IN
+    labels : (N,) uint8 | uint16       # IN
+    out : (N, C) uint8, C-contiguous   # OUT
+    """
+    n = labels.shape[0]
+    n_ch = palette.shape[1]
+    flat = out.reshape(-1)
+    for t in prange(n_workers):
+        a, b = _share(n, t, n_workers)
+        lab = labels[a:b]
+        dst = flat[a * n_ch:b * n_ch]
+        for i in range(b - a):
+            j = lab[i]
+            for c in range(n_ch):
+                dst[n_ch * i + c] = palette[j, c]
+
+
+# The SSIM kernels are serial and release the GIL: metrics.ssim runs bands of
+# rows on Python threads (parallel Numba kernels must not be entered from
+# several threads at once under the default threading layer).
+@njit(nogil=True, cache=True)
+def ssim_products(ya, yb, ab, sq):
+    """ab = a * b and sq = a * a + b * b, in float32, for SSIM's local moments.
+
+    ya, yb : (H, W) uint8              # IN
+    ab, sq : (H, W) float32            # OUT
+    """
+    for r in range(ya.shape[0]):
+        a_row, b_row, ab_row, sq_row = ya[r], yb[r], ab[r], sq[r]
+        for i in range(a_row.shape[0]):
+            a = np.float32(a_row[i])
+            b = np.float32(b_row[i])
+            ab_row[i] = a * b
+            sq_row[i] = a * a + b * b
+
+
+@njit(nogil=True, cache=True)
+def ssim_sum(mu_a, mu_b, e_ab, e_sq, r0, r1, c0, c1, k1, k2):
+    """Sum of the SSIM map over rows r0:r1 and columns c0:c1 (float32 map,
+    float64 sum, in row order).
+
+    mu_a, mu_b : (H, W) float32        # IN   local means
+    e_ab, e_sq : (H, W) float32        # IN   local E[ab] and E[a^2] + E[b^2]
+    """
+    c1_ = np.float32(k1)
+    c2_ = np.float32(k2)
+    total = 0.0
+    for r in range(r0, r1):
+        ma, mb, ab, sq = mu_a[r][c0:c1], mu_b[r][c0:c1], e_ab[r][c0:c1], e_sq[r][c0:c1]
+        for i in range(c1 - c0):
+            m_ab = ma[i] * mb[i]
+            m_sq = ma[i] * ma[i] + mb[i] * mb[i]
+            num = (np.float32(2) * m_ab + c1_) * (np.float32(2) * (ab[i] - m_ab) + c2_)
+            den = (m_sq + c1_) * ((sq[i] - m_sq) + c2_)
+            total += num / den
+    return total

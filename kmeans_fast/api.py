@@ -66,7 +66,11 @@ class Quantization:
 
     def image(self):
         """The quantized image, ndarray (H, W, C) uint8: ``palette[labels]``."""
-        return self.palette[self.labels]
+        palette = np.ascontiguousarray(self.palette, dtype=np.uint8)
+        out = np.empty(self.labels.shape + palette.shape[1:], dtype=np.uint8)
+        K.paint(palette, np.ascontiguousarray(self.labels).reshape(-1),
+                out.reshape(-1, palette.shape[1]), numba.get_num_threads())
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -186,13 +190,6 @@ def _kmeanspp(colours, counts, k, rng):
         chosen.append(best)
         K.kpp_update(planes, counts, closest, planes[:, best].copy(), totals)
     return np.asarray(chosen, dtype=np.int64)
-
-
-def _pack_keys(colours):
-    key = np.zeros(colours.shape[0], dtype=np.int64)
-    for c in range(colours.shape[1]):
-        key = (key << 8) | colours[:, c].astype(np.int64)
-    return key
 
 
 def _unpack_keys(keys, n_ch):

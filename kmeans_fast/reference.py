@@ -144,14 +144,18 @@ def _sq_dist_to_centres(x, centres):
     return d
 
 
+def _label_dtype(k):
+    return np.uint8 if k <= 256 else np.uint16
+
+
 def assign(points, weights, centres):
     """Nearest centre of every point, and exact per-cluster channel sums and weights.
 
-    Returns ``labels`` (m,) int64, ``sums`` (k, C) int64, ``counts`` (k,) int64.
+    Returns ``labels`` (m,) uint8 or uint16, ``sums`` (k, C) int64, ``counts`` (k,) int64.
     """
     k, n_ch = centres.shape
     n = points.shape[0]
-    labels = np.empty(n, dtype=np.int64)
+    labels = np.empty(n, dtype=_label_dtype(k))
     sums = np.zeros((k, n_ch), dtype=np.int64)
     counts = np.zeros(k, dtype=np.int64)
     for a, b in _chunks(n, k):
@@ -204,7 +208,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
     """Run the reference k-means on ``pixels`` (N, C) uint8 with a concrete method.
 
     Arguments are assumed valid (``kmeans_fast.quantize`` checks them).  Returns a
-    dict with ``palette``, ``labels`` (N,) int64, ``centers``, ``inertia``,
+    dict with ``palette``, ``labels`` (N,) uint8 or uint16, ``centers``, ``inertia``,
     ``steps_run``, ``converged``, ``history``, ``method`` (the path taken) and
     ``n_distinct``.
     """
@@ -219,7 +223,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
         return np.searchsorted(keys, _pack(pixels[a:b]))
 
     if n_colors >= n_distinct:
-        labels = np.empty(pixels.shape[0], dtype=np.int64)
+        labels = np.empty(pixels.shape[0], dtype=_label_dtype(n_distinct))
         for a, b in _chunks(pixels.shape[0], 1):
             labels[a:b] = pixel_colour_index(a, b)
         return dict(palette=colours.copy(), labels=labels,
@@ -275,7 +279,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
 
     if method != "pixels":
         colour_labels = labels
-        labels = np.empty(pixels.shape[0], dtype=np.int64)
+        labels = np.empty(pixels.shape[0], dtype=colour_labels.dtype)
         for a, b in _chunks(pixels.shape[0], 1):
             labels[a:b] = colour_labels[pixel_colour_index(a, b)]
 

@@ -165,3 +165,25 @@ def test_targets_are_judged_from_the_same_run():
     assert "~120x" in ref["note"] and "measured 100x at 4 MP" in ref["note"]
     assert got["added peak memory <= image size (numba auto, k=16)"]["status"] == "met"
     assert not math.isnan(report.speedups(results)[0]["numba_s"])
+
+
+def test_quality_report_tables():
+    """The quality study's report, from rows shaped like measure()'s (no peers needed)."""
+    from benchmarks import quality
+
+    def row(photo, k, base):
+        r = {"photo": photo, "k": k, "megapixels": 0.3}
+        for i, cap in enumerate(quality.step_caps()):
+            r[f"steps={cap}"] = {"psnr": base + 0.01 * i, "seconds": 0.01 * (i + 1),
+                                 "steps_run": min(cap, 40)}
+        r["sklearn"] = {"psnr": base + 0.05, "steps_run": 60.0}
+        r["libimagequant"] = {"psnr": base - 0.3, "seconds": 0.5}
+        return r
+
+    rows = [row(p, k, b) for p, b in (("a", 30.0), ("b", 31.0)) for k, b2 in ((16, 0), (64, 6))
+            for b in [b + b2]]
+    text = quality.markdown(rows, {"cpu": "test cpu", "cores": 2, "numba_threads": 2})
+    assert "| 16 |" in text and "| 64 |" in text and "test cpu, 2 cores" in text
+    assert "| 16 | 30.50 dB, 0.010 s (10 run) |" in text  # medians over the two photos
+    assert "30.55 dB (60 steps)" in text and "30.20 dB, 0.500 s" in text  # peers
+    assert "2 of 2" in text    # faster than libimagequant on both photos
