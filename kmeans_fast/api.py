@@ -35,7 +35,8 @@ class Quantization:
     Attributes
     ----------
     palette : ndarray of shape (k_out, C), dtype uint8
-        Colours, in the channel order of the input; ``rint(centers)``.
+        Colours, in the channel order of the input; ``rint(centers)`` (clipped
+        to 0..255, which only explicit initial centres with ``steps=0`` need).
     labels : ndarray of shape (H, W), dtype uint8 (k_out <= 256) or uint16
         Palette index of every pixel (its nearest centre).
     centers : ndarray of shape (k_out, C), dtype float64
@@ -69,7 +70,7 @@ class Quantization:
         palette = np.ascontiguousarray(self.palette, dtype=np.uint8)
         out = np.empty(self.labels.shape + palette.shape[1:], dtype=np.uint8)
         K.paint(palette, np.ascontiguousarray(self.labels).reshape(-1),
-                out.reshape(-1, palette.shape[1]), numba.get_num_threads())
+                out.reshape(-1, palette.shape[1]), _workers(self.labels.size))
         return out
 
 
@@ -172,7 +173,7 @@ def _kmeanspp(colours, counts, k, rng):
     planes = np.zeros((4, colours.shape[0]), dtype=np.int32)
     planes[:colours.shape[1]] = colours.T
     n_local = 2 + int(math.log(k))
-    n_workers = numba.get_num_threads()
+    n_workers = _workers(colours.shape[0])
     first = int(np.searchsorted(np.cumsum(counts), rng.integers(0, int(counts.sum())),
                                 side="right"))
     chosen = [first]
@@ -200,7 +201,7 @@ def _unpack_keys(keys, n_ch):
 
 def _farthest(points, labels, centres, n_want):
     """Keys of the n_want distinct colours farthest from their centre."""
-    n_workers = numba.get_num_threads()
+    n_workers = _workers(points.shape[0])
     dist = np.empty((n_workers, n_want))
     keys = np.empty((n_workers, n_want), dtype=np.int64)
     K.farthest_points(points, labels, centres, n_want, dist, keys)
@@ -216,9 +217,16 @@ def _labels_dtype(k):
     return np.uint8 if k <= 256 else np.uint16
 
 
+def _workers(n_points):
+    """Worker count for kernels over n_points: the threads, but no more than one
+    per 64 Ki points (tiny inputs would only pay for per-worker buffers).
+    Results do not depend on it."""
+    return min(numba.get_num_threads(), 1 + n_points // 65536)
+
+
 def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
     n_ch = pixels.shape[1]
-    n_workers = numba.get_num_threads()
+    n_workers = _workers(pixels.shape[0])
     hist = _Histogram(pixels, n_workers)
     colours, counts = hist.colours, hist.counts
     n_distinct = colours.shape[0]
@@ -284,7 +292,7 @@ def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol, progress=
     inertia = reference.inertia_from_stats(sq_norm_total, centres, *stats)
     if method != "pixels":
         hist.remap(pixels, point_labels, labels)
-    return dict(palette=np.rint(centres).astype(np.uint8), labels=labels,
+    return dict(palette=reference.palette_of(centres), labels=labels,
                 centers=centres, inertia=inertia, steps_run=steps_run,
                 converged=converged, history=history, **done)
 

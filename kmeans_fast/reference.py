@@ -171,13 +171,19 @@ def assign(points, weights, centres):
     return labels, sums, counts
 
 
+def palette_of(centres):
+    """The palette of float centres: rounded to the nearest integer, clipped to
+    0..255 (explicit initial centres may lie outside it when no step runs)."""
+    return np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+
+
 def inertia_from_stats(sq_norm_total, centres, sums, counts):
     """Squared error of an assignment, from its exact statistics."""
     t = (counts[:, None] * centres - 2.0 * sums) * centres
     return max(0.0, float(sq_norm_total) + float(t.sum()))
 
 
-def farthest_colours(points, keys, labels, centres, m):
+def farthest_colours(points, labels, centres, m):
     """Keys of the m distinct colours farthest from their centre (ties: smaller key)."""
     best_d = np.empty(0, dtype=np.float64)
     best_k = np.empty(0, dtype=np.uint64)
@@ -188,7 +194,7 @@ def farthest_colours(points, keys, labels, centres, m):
         for c in range(1, x.shape[1]):
             d += (x[:, c] - own[:, c]) ** 2
         d = np.concatenate([best_d, d])
-        kk = np.concatenate([best_k, keys[a:b]])
+        kk = np.concatenate([best_k, _pack(points[a:b])])
         kk, first = np.unique(kk, return_index=True)
         d = d[first]
         order = np.lexsort((kk, -d))[:m]
@@ -238,10 +244,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
     else:
         centres = colours[init_kmeanspp(colours, counts, n_colors, rng)].astype(np.float64)
 
-    if method == "pixels":
-        points, weights, point_keys = pixels, None, None
-    else:
-        points, weights, point_keys = colours, counts, keys
+    points, weights = (pixels, None) if method == "pixels" else (colours, counts)
 
     history = []
     converged = False
@@ -260,9 +263,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
         new[filled] = sums[filled] / cnt[filled, None]
         empty = np.flatnonzero(~filled)
         if empty.size:
-            if point_keys is None:
-                point_keys = _pack(points)
-            far = farthest_colours(points, point_keys, labels, new, empty.size)
+            far = farthest_colours(points, labels, new, empty.size)
             new[empty] = _unpack(far, n_ch).astype(np.float64)
         shift = float(((new - centres) ** 2).sum())
         stats = (labels, sums, cnt) if shift == 0.0 else None
@@ -283,6 +284,5 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
         for a, b in _chunks(pixels.shape[0], 1):
             labels[a:b] = colour_labels[pixel_colour_index(a, b)]
 
-    palette = np.rint(centres).astype(np.uint8)
-    return dict(palette=palette, labels=labels, centers=centres, inertia=inertia,
+    return dict(palette=palette_of(centres), labels=labels, centers=centres, inertia=inertia,
                 steps_run=steps_run, converged=converged, history=history, **done)

@@ -142,3 +142,11 @@ def test_progress_is_reported_after_every_step(backend):
     assert calls == [(i, 5) for i in range(q.steps_run + 1)]
     with pytest.raises(TypeError, match="progress=3"):
         quantize(photo("coffee"), 8, progress=3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_palette_of_out_of_range_initial_centres_is_clipped(backend):
+    img = random_image((20, 20, 3), 0)
+    q = quantize(img, 2, init=[[300.0, -20.0, 255.6], [0, 0, 0]], steps=0, backend=backend)
+    assert q.palette.tolist() == [[255, 0, 255], [0, 0, 0]]
+    assert q.centers[0].tolist() == [300.0, -20.0, 255.6]  # the centres themselves are kept
