@@ -106,3 +106,13 @@ def test_size_stats():
     stats = size_stats(1000, 100, 80, 3)
     assert stats["ratio"] == 24.0               # 24000 raw bytes / 1000
     assert stats["bpp"] == 1.0                  # 8000 bits / 8000 pixels
+
+
+def test_ssim_precision_on_flat_bright_images():
+    """The hardest case for float32: bright, nearly flat, nearly identical images."""
+    pytest.importorskip("skimage")
+    a = np.full((64, 64), 250, np.uint8)
+    b = a.copy()
+    b[::7, ::5] = 249
+    assert ssim(a, b) == pytest.approx(_skimage_luma_ssim(a, b), abs=2e-5)
+    assert ssim(a, a) == 1.0
