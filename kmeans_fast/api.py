@@ -213,10 +213,6 @@ def _farthest(points, labels, centres, n_want):
     return keys[np.lexsort((keys, -dist))[:n_want]]
 
 
-def _labels_dtype(k):
-    return np.uint8 if k <= 256 else np.uint16
-
-
 def _workers(n_points):
     """Worker count for kernels over n_points: the threads, but no more than one
     per 64 Ki points (tiny inputs would only pay for per-worker buffers).
@@ -231,7 +227,7 @@ def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol, progress=
     colours, counts = hist.colours, hist.counts
     n_distinct = colours.shape[0]
     sq_norm_total = int((counts * (colours.astype(np.int64) ** 2).sum(axis=1)).sum())
-    labels = np.empty(pixels.shape[0], dtype=_labels_dtype(min(n_colors, n_distinct)))
+    labels = np.empty(pixels.shape[0], dtype=reference.label_dtype(min(n_colors, n_distinct)))
     method = reference.resolve_method(method, n_distinct, pixels.shape[0])
     done = dict(method=method, n_distinct=n_distinct)
 
@@ -357,7 +353,7 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     out = run(pixels, n_colors, steps=steps, init=init, seed=seed, method=method, tol=tol,
               progress=progress)
     k_out = out["palette"].shape[0]
-    labels = out["labels"].astype(_labels_dtype(k_out), copy=False).reshape(height, width)
+    labels = out["labels"].astype(reference.label_dtype(k_out), copy=False).reshape(height, width)
     return Quantization(palette=out["palette"], labels=labels, centers=out["centers"],
                         inertia=float(out["inertia"]), steps_run=int(out["steps_run"]),
                         converged=bool(out["converged"]), history=list(out["history"]),

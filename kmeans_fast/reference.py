@@ -144,7 +144,8 @@ def _sq_dist_to_centres(x, centres):
     return d
 
 
-def _label_dtype(k):
+def label_dtype(k):
+    """Label dtype for k colours: uint8 up to 256, else uint16."""
     return np.uint8 if k <= 256 else np.uint16
 
 
@@ -155,7 +156,7 @@ def assign(points, weights, centres):
     """
     k, n_ch = centres.shape
     n = points.shape[0]
-    labels = np.empty(n, dtype=_label_dtype(k))
+    labels = np.empty(n, dtype=label_dtype(k))
     sums = np.zeros((k, n_ch), dtype=np.int64)
     counts = np.zeros(k, dtype=np.int64)
     for a, b in _chunks(n, k):
@@ -229,7 +230,7 @@ def kmeans(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
         return np.searchsorted(keys, _pack(pixels[a:b]))
 
     if n_colors >= n_distinct:
-        labels = np.empty(pixels.shape[0], dtype=_label_dtype(n_distinct))
+        labels = np.empty(pixels.shape[0], dtype=label_dtype(n_distinct))
         for a, b in _chunks(pixels.shape[0], 1):
             labels[a:b] = pixel_colour_index(a, b)
         return dict(palette=colours.copy(), labels=labels,
