@@ -54,23 +54,12 @@ class Method:
 # --------------------------------------------------------------------------
 # kmeans_fast
 # --------------------------------------------------------------------------
-def kf_explicit_init_supported():
-    """True when this kmeans_fast accepts ``init=<(k, C) array>``."""
-    from kmeans_fast import quantize
-    img = np.array([[[0, 0, 0], [255, 255, 255], [9, 9, 9]]], dtype=np.uint8)
-    try:
-        quantize(img, 2, steps=1, init=np.array([[0.0, 0, 0], [255, 255, 255]]))
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def kf_init_args(centres, k, seed, kf_init):
     """``quantize`` keyword arguments for the initial centres.
 
-    ``kf_init="shared"`` passes the suite's shared centres (needs a kmeans_fast
-    that accepts an array); ``"random"`` uses kmeans_fast's own seeded random
-    init (k distinct colours of random pixels, like the shared centres).
+    ``kf_init="shared"`` passes the suite's shared centres; ``"random"`` uses
+    kmeans_fast's own seeded random init (k distinct colours of random pixels,
+    like the shared centres).
     """
     if kf_init == "shared" and len(centres) == k:
         return dict(init=centres)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import report, system
 from .images import SIZES, SOURCES, generated_image, user_images
-from .methods import METHODS, kf_explicit_init_supported
+from .methods import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -201,8 +201,7 @@ def _load():
 def _kf_init_text(kf_init, seed):
     if kf_init == "shared":
         return "the shared centres (init=array)"
-    return (f"its own init='random', seed={seed} (k distinct colours of random pixels; "
-            "this kmeans_fast takes no array of centres)")
+    return f"its own init='random', seed={seed} (k distinct colours of random pixels)"
 
 
 def _csv(text, cast):
@@ -233,9 +232,9 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="skip a run estimated to take longer than this")
     p.add_argument("--threads", type=int, help="threads for every library (default: all cores)")
-    p.add_argument("--kf-init", choices=("auto", "shared", "random"), default="auto",
+    p.add_argument("--kf-init", choices=("shared", "random"), default="shared",
                    help="kmeans_fast's initial centres: the shared ones every method gets "
-                        "(auto: when this kmeans_fast accepts an array) or its own random init")
+                        "(default) or its own seeded random init")
     p.add_argument("--source", choices=SOURCES, default="auto",
                    help="generated images: a bundled real photo upscaled, or "
                         "kmeans_fast.sample.sample_image")
@@ -278,8 +277,6 @@ def main(argv=None):
     started = time.perf_counter()
     load_start = _load()
     kf_init = args.kf_init
-    if kf_init == "auto":
-        kf_init = "shared" if kf_explicit_init_supported() else "random"
     _log(f"mode {mode.name}; kmeans_fast init: {kf_init}; work folder {args.work}")
 
     if args.images:
