@@ -137,9 +137,9 @@ def table_colours(table, n_channels, colours):
 def table_counts(pixels, table, counts, n_workers):
     """Pixel count of every colour.
 
-    With ``n_groups = counts_parts.shape[0]`` pixel groups, worker t counts
+    With ``n_groups = counts.shape[0]`` pixel groups, worker t counts
     the pixels of group ``t % n_groups`` whose key lies in the bitmap words
-    of key range ``t // n_groups``, into ``counts_parts[t % n_groups]``: no
+    of key range ``t // n_groups``, into ``counts[t % n_groups]``: no
     two workers write the same counter, and memory is n_groups * D counters.
 
     pixels : (N, C) uint8, C-contiguous   # IN
