@@ -22,7 +22,6 @@ import numpy as np
 from numba import njit, prange
 
 BLOCK = 256  # points converted and compared per inner block
-KPP_BLOCK = 4096  # points per block of the k-means++ potential totals
 SSIM_SHIFT = 128.0  # SSIM's second moments are taken of values minus this
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -248,12 +247,13 @@ def sorted_remap(pixels, distinct, colour_labels, labels, n_workers):
 
 
 # --------------------------------------------------------------------------
-# Lloyd step: the fused assignment + accumulation kernel shared by the pixel
-# path (weights=None) and the colour-histogram path (weights=counts).
+# Lloyd steps.  Points are the pixels (uint8, weight 1) or the features of the
+# distinct colours (int32, weighted by their pixel counts).  Both paths find
+# the nearest centre with the same block function, in the same arithmetic.
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def _load_block(blk, n, n_ch, x0, x1, x2, x3):
-    """Convert n interleaved uint8 points into float64 planes."""
+    """Convert n interleaved integer points into float64 planes."""
     for i in range(n):
         x0[i] = blk[n_ch * i]
     if n_ch >= 3:
@@ -266,72 +266,81 @@ def _load_block(blk, n, n_ch, x0, x1, x2, x3):
 
 
 @njit(cache=True, inline="always")
-def _padded_centres(centres):
-    """Centres as a flat (k * 4,) array, missing channels 0.
+def _padded_centers(centers):
+    """Centers as a flat (k * 4,) array, missing channels 0.
 
     A zero channel adds (0 - 0)**2 = +0.0 to a distance, which leaves it
     unchanged, so one 3-channel loop serves C = 1 and C = 3 exactly.
     """
-    k, n_ch = centres.shape
+    k, n_ch = centers.shape
     cen = np.zeros(4 * k)
     for j in range(k):
         for c in range(n_ch):
-            cen[4 * j + c] = centres[j, c]
+            cen[4 * j + c] = centers[j, c]
     return cen
 
 
 @njit(cache=True, inline="always")
-def _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg):
-    """arg[:n] = nearest centre of the block's points (ties: lowest index).
+def _sq_dist(d0, d1, d2, d3, n_ch):
+    """Squared distance from per-channel differences, in the documented order:
+    ((d0*d0 + d1*d1) + d2*d2) [+ d3*d3]."""
+    d = (d0 * d0 + d1 * d1) + d2 * d2
+    if n_ch == 4:
+        d = d + d3 * d3
+    return d
 
-    Distances are ((t0*t0 + t1*t1) + t2*t2) [+ t3*t3] in float64, the order
-    the reference uses.  One fused loop per centre keeps it vectorised.
+
+@njit(cache=True, inline="always")
+def _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg, second):
+    """arg[:n] = nearest center of the block's points (ties: lowest index),
+    best[:n] its squared distance and second[:n] the squared distance to the
+    nearest other center (second is only filled when ``track_second``).
+
+    One fused loop per center keeps it vectorised.
     """
+    track_second = second.shape[0] > 0
     for i in range(n):
         best[i] = np.inf
         arg[i] = 0
+    if track_second:
+        for i in range(n):
+            second[i] = np.inf
     for j in range(cen.shape[0] // 4):
         m0 = cen[4 * j]
         m1 = cen[4 * j + 1]
         m2 = cen[4 * j + 2]
         m3 = cen[4 * j + 3]
-        if n_ch == 4:
+        if track_second:
             for i in range(n):
-                t0 = x0[i] - m0
-                t1 = x1[i] - m1
-                t2 = x2[i] - m2
-                t3 = x3[i] - m3
-                d = ((t0 * t0 + t1 * t1) + t2 * t2) + t3 * t3
+                d = _sq_dist(x0[i] - m0, x1[i] - m1, x2[i] - m2, x3[i] - m3, n_ch)
                 closer = d < best[i]
+                second[i] = best[i] if closer else min(second[i], d)
                 best[i] = d if closer else best[i]
                 arg[i] = j if closer else arg[i]
         else:
             for i in range(n):
-                t0 = x0[i] - m0
-                t1 = x1[i] - m1
-                t2 = x2[i] - m2
-                d = (t0 * t0 + t1 * t1) + t2 * t2
+                d = _sq_dist(x0[i] - m0, x1[i] - m1, x2[i] - m2, x3[i] - m3, n_ch)
                 closer = d < best[i]
                 best[i] = d if closer else best[i]
                 arg[i] = j if closer else arg[i]
 
 
 @njit(parallel=True, cache=True)
-def assign_accumulate(points, weights, centres, labels, sums, counts):
-    """One Lloyd assignment: nearest centre of every point, with exact sums.
+def assign_accumulate(points, weights, centers, labels, sums, counts):
+    """One Lloyd assignment: nearest center of every point, with exact sums.
 
-    points : (M, C) uint8, C-contiguous   # IN   pixels, or distinct colours
-    weights : (M,) int64 or None          # IN   None: every point weighs 1
-    centres : (k, C) float64              # IN
-    labels : (M,) uint8|uint16|int64      # OUT  nearest centre (ties: lowest index)
-    sums : (T, k, C) int64                # OUT  per-worker weighted channel sums
-    counts : (T, k) int64                 # OUT  per-worker weights
+    points : (M, C) uint8 | int32, C-contiguous   # IN   pixels, or colour features
+    weights : (M,) int64 or None                  # IN   None: every point weighs 1
+    centers : (k, C) float64                      # IN
+    labels : (M,) uint8 | uint16 | int32          # OUT  nearest center (ties: lowest index)
+    sums : (T, k, C) int64                        # OUT  per-worker weighted channel sums
+    counts : (T, k) int64                         # OUT  per-worker weights
     """
     n_points, n_ch = points.shape
     flat = points.reshape(-1)
-    k = centres.shape[0]
+    k = centers.shape[0]
     n_workers = sums.shape[0]
-    cen = _padded_centres(centres)
+    cen = _padded_centers(centers)
     for t in prange(n_workers):
         acc = np.zeros(4 * k, dtype=np.int64)
         cnt = np.zeros(k, dtype=np.int64)
@@ -340,6 +349,7 @@ def assign_accumulate(points, weights, centres, labels, sums, counts):
         x2 = np.zeros(BLOCK)
         x3 = np.zeros(BLOCK)
         best = np.empty(BLOCK)
+        no_second = np.empty(0)
         arg = np.empty(BLOCK, dtype=np.int64)
         start, stop = _share(n_points, t, n_workers)
         for s in range(start, stop, BLOCK):
@@ -347,7 +357,7 @@ def assign_accumulate(points, weights, centres, labels, sums, counts):
             blk = flat[s * n_ch:(s + n) * n_ch]
             lab = labels[s:s + n]
             _load_block(blk, n, n_ch, x0, x1, x2, x3)
-            _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg)
+            _nearest_block(n, n_ch, cen, x0, x1, x2, x3, best, arg, no_second)
             if weights is None:
                 for i in range(n):
                     j = arg[i]
@@ -370,140 +380,481 @@ def assign_accumulate(points, weights, centres, labels, sums, counts):
                 sums[t, j, c] = acc[4 * j + c]
 
 
-@njit(parallel=True, cache=True)
-def farthest_points(points, labels, centres, n_want, out_dist, out_keys):
-    """Per worker, the ``n_want`` distinct colours farthest from their centre.
+# The tree drops a center for a box only when it is farther than another from
+# every point of the box by a margin far above float64 rounding (a few 1e-16
+# relative); ties always fall through to a comparison in the arithmetic of
+# _nearest_block.
+BOUND_SLACK = 1e-9
 
-    points : (M, C) uint8              # IN
+
+@njit(parallel=True, cache=True)
+def farthest(points, labels, centers, n_want, out_dist, out_index):
+    """Per worker, the ``n_want`` points farthest from their center.
+
+    The points are distinct (distinct colours, or pixels of which only the
+    first of each colour counts: ``first_of_colour``), so the answer is a set of
+    distinct colours.  Order: distance descending, then point index ascending
+    (points are in colour-key order, so: smaller key first).
+
+    points : (M, C) uint8 | int32      # IN
     labels : (M,) int                  # IN   cluster of every point
-    centres : (k, C) float64           # IN
+    centers : (k, C) float64           # IN
     out_dist : (T, n_want) float64     # OUT  -1 where a worker found fewer
-    out_keys : (T, n_want) int64       # OUT  sorted by distance desc, key asc
+    out_index : (T, n_want) int64      # OUT
     """
     n_points, n_ch = points.shape
-    flat = points.reshape(-1)
     n_workers = out_dist.shape[0]
     for t in prange(n_workers):
         bd = out_dist[t]
-        bk = out_keys[t]
+        bi = out_index[t]
         bd[:] = -1.0
-        bk[:] = -1
-        for p in range(n_points * t // n_workers, n_points * (t + 1) // n_workers):
-            j = labels[p]
-            tt = np.float64(points[p, 0]) - centres[j, 0]
+        bi[:] = -1
+        a, b = _share(n_points, t, n_workers)
+        pts = points[a:b]
+        lab = labels[a:b]
+        last = n_want - 1
+        for p in range(b - a):
+            j = lab[p]
+            tt = np.float64(pts[p, 0]) - centers[j, 0]
             d = tt * tt
             for c in range(1, n_ch):
-                tt = np.float64(points[p, c]) - centres[j, c]
+                tt = np.float64(pts[p, c]) - centers[j, c]
                 d += tt * tt
-            key = _key(flat, p, n_ch)
-            last = n_want - 1
-            if d < bd[last] or (d == bd[last] and key >= bk[last] and bk[last] >= 0):
-                continue
-            seen = False
-            for q in range(n_want):
-                if bk[q] == key:
-                    seen = True
-                    break
-            if seen:
+            # index order = scan order, so an equal distance never displaces
+            if d <= bd[last]:
                 continue
             q = last
-            while q > 0 and (d > bd[q - 1] or (d == bd[q - 1] and key < bk[q - 1])):
+            while q > 0 and d > bd[q - 1]:
                 bd[q] = bd[q - 1]
-                bk[q] = bk[q - 1]
+                bi[q] = bi[q - 1]
                 q -= 1
             bd[q] = d
-            bk[q] = key
+            bi[q] = a + p
 
 
 # --------------------------------------------------------------------------
-# Greedy k-means++ in exact integer arithmetic over the colour histogram.
+# A tree over the distinct colours' features, for exact pruned k-means++ and
+# Lloyd steps.  Points are in tree order (tree_arrange).  Leaves
+# hold LEAF consecutive points and the tree is a complete binary tree over the
+# leaves (node v has children 2v and 2v + 1; leaves start at node ``size``).
+# Every node keeps the bounding box of its points and their weighted sums.
+# --------------------------------------------------------------------------
+LEAF = 32
+TASK_DEPTH = 6          # parallel kernels split the tree into 2**6 fixed subtrees
+
+
+@njit(cache=True)
+def tree_arrange(points, weights, cell_of, n_bits, tree_points, tree_weights):
+    """Put the points in tree order: by grid cell, the cells in Morton (Z)
+    order, and by index (colour key) within a cell -- a stable counting sort.
+
+    Feature f of a point falls in cell ``cell_of[f, x_f - min_f]`` (the caller
+    fills it with ``(x - min) * 2**n_bits // (max - min + 1)``); the cell's code
+    interleaves those numbers' bits, bit b of feature f at position
+    ``b * F + F - 1 - f``.
+
+    points : (D, F) int32          # IN
+    weights : (D,) int64           # IN
+    cell_of : (F, S) int64         # IN   cell number of each offset from the minimum
+    tree_points : (D, F) int32     # OUT  the points in tree order
+    tree_weights : (D,) int64      # OUT
+    returns order (D,) int64: tree position -> point index
+    """
+    n_points, n_feat = points.shape
+    low = np.empty(n_feat, dtype=np.int64)
+    for f in range(n_feat):
+        low[f] = points[:, f].min()
+    spread = np.zeros((n_feat, cell_of.shape[1]), dtype=np.int64)
+    for f in range(n_feat):
+        for s in range(cell_of.shape[1]):
+            cell = cell_of[f, s]
+            code = np.int64(0)
+            for b in range(n_bits):
+                code |= ((cell >> b) & 1) << (b * n_feat + n_feat - 1 - f)
+            spread[f, s] = code
+    n_cells = np.int64(1) << (n_bits * n_feat)
+    codes = np.empty(n_points, dtype=np.int64)
+    starts = np.zeros(n_cells + 1, dtype=np.int64)
+    for i in range(n_points):
+        code = np.int64(0)
+        for f in range(n_feat):
+            code |= spread[f, np.int64(points[i, f]) - low[f]]
+        codes[i] = code
+        starts[code + 1] += 1
+    for c in range(n_cells):
+        starts[c + 1] += starts[c]
+    order = np.empty(n_points, dtype=np.int64)
+    for i in range(n_points):
+        pos = starts[codes[i]]
+        starts[codes[i]] += 1
+        order[pos] = i
+        tree_weights[pos] = weights[i]
+        for f in range(n_feat):
+            tree_points[pos, f] = points[i, f]
+    return order
+
+
+@njit(cache=True, inline="always")
+def _node_depth(v):
+    depth = 0
+    while (np.int64(1) << (depth + 1)) <= v:
+        depth += 1
+    return depth
+
+
+@njit(cache=True, inline="always")
+def _node_range(v, depth, size, n_points):
+    """The points [a, b) under node v, which is at ``depth`` (the root: 0)."""
+    leaves = size >> depth
+    first = (v - (np.int64(1) << depth)) * leaves
+    return min(n_points, first * LEAF), min(n_points, (first + leaves) * LEAF)
+
+
+@njit(cache=True)
+def build_tree(points, weights, size, lo, hi, sums, wsum):
+    """Bounding boxes and weighted sums of every node.
+
+    points : (D, F) int32, tree order      # IN
+    weights : (D,) int64                   # IN
+    lo, hi : (2 * size, F) int32           # OUT  empty nodes: lo > hi
+    sums : (2 * size, F) int64             # OUT  sum of weight * feature
+    wsum : (2 * size,) int64               # OUT  sum of weights
+    """
+    n_points = weights.shape[0]
+    n_feat = lo.shape[1]
+    for leaf in range(size):
+        v = size + leaf
+        a = min(n_points, leaf * LEAF)
+        b = min(n_points, a + LEAF)
+        wsum[v] = weights[a:b].sum()
+        for f in range(n_feat):
+            low = np.int32(2147483647)
+            high = np.int32(-2147483648)
+            total = np.int64(0)
+            for i in range(a, b):
+                x = points[i, f]
+                low = min(low, x)
+                high = max(high, x)
+                total += weights[i] * np.int64(x)
+            lo[v, f] = low
+            hi[v, f] = high
+            sums[v, f] = total
+    for v in range(size - 1, 0, -1):
+        wsum[v] = wsum[2 * v] + wsum[2 * v + 1]
+        for f in range(n_feat):
+            lo[v, f] = min(lo[2 * v, f], lo[2 * v + 1, f])
+            hi[v, f] = max(hi[2 * v, f], hi[2 * v + 1, f])
+            sums[v, f] = sums[2 * v, f] + sums[2 * v + 1, f]
+
+
+@njit(cache=True, inline="always")
+def _dominated(lo, hi, v, centers, j, js, n_ch, margin):
+    """True when center j is farther than center js from every point of node
+    v's box by more than ``margin`` (so j can be dropped there: it is nobody's
+    nearest in the box, not even in a tie).  The difference of the two squared
+    distances is linear in the point, so its minimum over the box is at the
+    corner farthest in the direction of center j - center js."""
+    diff = 0.0
+    for c in range(n_ch):
+        z = centers[j, c]
+        zs = centers[js, c]
+        corner = np.float64(hi[v, c]) if z > zs else np.float64(lo[v, c])
+        t = corner - z
+        u = corner - zs
+        diff += t * t - u * u
+    return diff > margin
+
+
+@njit(parallel=True, cache=True)
+def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labels,
+                out_sums, out_counts):
+    """One exact Lloyd assignment over the tree (the filtering algorithm of
+    Kanungo et al. 2002).
+
+    Each node keeps the centers that may be nearest to some point of its box:
+    the one nearest to the box's middle, and every other one not farther than
+    it from all of the box by ``margin`` (``_dominated``).  ``margin`` must
+    exceed the rounding error of any squared distance computed here (the
+    caller passes 4e-9 times a bound on the squared norms: float64 rounding is
+    ~1e-15).  A node left with one center gives it all its points (their sums
+    at once); a leaf with several compares its points with them, in index
+    order, with _nearest_block.  So labels and sums are exactly those of a full
+    search (ties: lowest index).
+
+    points : (D, F) int32, tree order      # IN
+    weights : (D,) int64                   # IN
+    size, lo, hi, sums, wsum               # IN   from build_tree
+    centers : (k, F) float64               # IN
+    margin : float                         # IN
+    labels : (D,) int32 or (0,)            # OUT  nearest center, when not empty
+    out_sums : (T, k, F) int64             # OUT  per-worker weighted sums
+    out_counts : (T, k) int64              # OUT  per-worker weights
+    """
+    n_points = weights.shape[0]
+    k, n_ch = centers.shape
+    n_workers = out_sums.shape[0]
+    want_labels = labels.shape[0] > 0
+    depth_max = 1
+    while (np.int64(1) << (depth_max - 1)) < size:
+        depth_max += 1
+    task_depth = min(TASK_DEPTH, depth_max - 1)
+    n_tasks = np.int64(1) << task_depth
+    for t in prange(n_workers):
+        acc = np.zeros((k, n_ch), dtype=np.int64)
+        cnt = np.zeros(k, dtype=np.int64)
+        cands = np.empty((depth_max + 1, k), dtype=np.int64)
+        stack_node = np.empty(2 * depth_max + 2, dtype=np.int64)
+        stack_depth = np.empty(2 * depth_max + 2, dtype=np.int64)
+        stack_n = np.empty(2 * depth_max + 2, dtype=np.int64)
+        middle = np.empty(n_ch)
+        cen = np.zeros(4 * k)
+        x0 = np.zeros(LEAF)
+        x1 = np.zeros(LEAF)
+        x2 = np.zeros(LEAF)
+        x3 = np.zeros(LEAF)
+        best_d = np.empty(LEAF)
+        arg = np.empty(LEAF, dtype=np.int64)
+        no_second = np.empty(0)
+        t0, t1 = _share(n_tasks, t, n_workers)
+        for task in range(t0, t1):
+            stack_node[0] = n_tasks + task
+            stack_depth[0] = 0
+            stack_n[0] = k
+            for j in range(k):
+                cands[0, j] = j
+            top = 1
+            while top > 0:
+                top -= 1
+                v = stack_node[top]
+                d = stack_depth[top]
+                n_c = stack_n[top]
+                if wsum[v] == 0:
+                    continue
+                # the candidate nearest to the box's middle, then the survivors
+                for c in range(n_ch):
+                    middle[c] = 0.5 * (np.float64(lo[v, c]) + np.float64(hi[v, c]))
+                best = -1
+                nearest = np.inf
+                for q in range(n_c):
+                    j = cands[d, q]
+                    dd = 0.0
+                    for c in range(n_ch):
+                        tt = middle[c] - centers[j, c]
+                        dd += tt * tt
+                    if dd < nearest:
+                        nearest = dd
+                        best = j
+                m = 0
+                for q in range(n_c):
+                    j = cands[d, q]
+                    if j == best or not _dominated(lo, hi, v, centers, j, best, n_ch, margin):
+                        cands[d + 1, m] = j
+                        m += 1
+                a, b = _node_range(v, task_depth + d, size, n_points)
+                if m == 1:
+                    cnt[best] += wsum[v]
+                    for c in range(n_ch):
+                        acc[best, c] += sums[v, c]
+                    if want_labels:
+                        labels[a:b] = best
+                elif v >= size:
+                    n = b - a
+                    _load_block(points.reshape(-1)[a * n_ch:b * n_ch], n, n_ch,
+                                x0, x1, x2, x3)
+                    for q in range(m):
+                        j = cands[d + 1, q]
+                        for c in range(n_ch):
+                            cen[4 * q + c] = centers[j, c]
+                    _nearest_block(n, n_ch, cen[:4 * m], x0, x1, x2, x3, best_d, arg,
+                                   no_second)
+                    wts = weights[a:b]
+                    for i in range(n):
+                        j = cands[d + 1, arg[i]]
+                        w = wts[i]
+                        cnt[j] += w
+                        for c in range(n_ch):
+                            acc[j, c] += w * np.int64(points[a + i, c])
+                        if want_labels:
+                            labels[a + i] = j
+                else:
+                    for child in (2 * v + 1, 2 * v):
+                        stack_node[top] = child
+                        stack_depth[top] = d + 1
+                        stack_n[top] = m
+                        top += 1
+        for j in range(k):
+            out_counts[t, j] = cnt[j]
+            for c in range(n_ch):
+                out_sums[t, j, c] = acc[j, c]
+
+
+# --------------------------------------------------------------------------
+# Greedy k-means++ in exact integer arithmetic, serial, on the tree.
+#
+# A candidate can only lower the closest distance of points within reach of
+# it: a node whose box is farther from the candidate than the largest closest
+# distance under it is skipped whole (exact integer comparisons, so the
+# potentials are exactly those of the plain algorithm).  One serial call runs
+# all k rounds: no parallel launch per round to wait for on a busy machine.
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3):
-    t0 = p0[i] - y0
-    t1 = p1[i] - y1
-    t2 = p2[i] - y2
-    t3 = p3[i] - y3
-    return t0 * t0 + t1 * t1 + t2 * t2 + t3 * t3
+def _box_sq(lo, hi, v, y):
+    """Squared distance from y to node v's box (0 inside)."""
+    d = np.int64(0)
+    for c in range(lo.shape[1]):
+        t = np.int64(0)
+        if y[c] < lo[v, c]:
+            t = np.int64(lo[v, c]) - y[c]
+        elif y[c] > hi[v, c]:
+            t = y[c] - np.int64(hi[v, c])
+        d += t * t
+    return d
 
 
-@njit(parallel=True, cache=True)
-def kpp_update(planes, counts, closest, centre, block_totals):
-    """closest = min(closest, |x - centre|^2), and per-block sums of count*closest.
+@njit(cache=True, inline="always")
+def _draw(u, total):
+    """The integer in [0, total) that the uniform draw u in [0, 1) picks."""
+    return min(np.int64(u * np.float64(total)), total - 1)
 
-    planes : (4, D) int32              # IN   distinct colours, planar, missing channels 0
-    counts : (D,) int64                # IN
-    closest : (D,) int32               # INOUT
-    centre : (4,) int32                # IN
-    block_totals : (ceil(D / KPP_BLOCK),) int64   # OUT
-    """
-    n = planes.shape[1]
-    y0, y1, y2, y3 = centre[0], centre[1], centre[2], centre[3]
-    for b in prange(block_totals.shape[0]):
-        a = b * KPP_BLOCK
-        e = min(n, a + KPP_BLOCK)
-        p0, p1, p2, p3 = planes[0][a:e], planes[1][a:e], planes[2][a:e], planes[3][a:e]
-        cl = closest[a:e]
-        cn = counts[a:e]
-        total = np.int64(0)
-        for i in range(e - a):
-            v = min(cl[i], _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3))
-            cl[i] = v
-            total += cn[i] * v
-        block_totals[b] = total
+
+@njit(cache=True, inline="always")
+def _int_sq(points, i, y):
+    d = np.int64(0)
+    for c in range(points.shape[1]):
+        t = np.int64(points[i, c]) - y[c]
+        d += t * t
+    return d
 
 
 @njit(cache=True)
-def kpp_sample(counts, closest, block_totals, draws, out):
-    """out[i] = smallest p with cumsum(counts * closest)[p] > draws[i]."""
-    n = counts.shape[0]
-    for i in range(draws.shape[0]):
-        r = draws[i]
-        cum = np.int64(0)
-        b = 0
-        while b < block_totals.shape[0] - 1 and cum + block_totals[b] <= r:
-            cum += block_totals[b]
-            b += 1
-        p = b * KPP_BLOCK
-        while p < n - 1:
-            cum += counts[p] * closest[p]
-            if cum > r:
-                break
-            p += 1
-        out[i] = p
+def _kpp_visit(points, weights, size, lo, hi, closest, node_total, node_max, y, update,
+               stack, visited):
+    """Gain of a center at y: sum of weight * (closest - d) over d < closest;
+    or, with ``update``, lower ``closest`` and refresh the nodes' totals."""
+    n_points = weights.shape[0]
+    gain = np.int64(0)
+    leaf_depth = _node_depth(size)
+    stack[0] = 1
+    top = 1
+    n_visited = 0
+    while top > 0:
+        top -= 1
+        v = stack[top]
+        if node_max[v] == 0 or _box_sq(lo, hi, v, y) >= node_max[v]:
+            continue
+        if v >= size:
+            a, b = _node_range(v, leaf_depth, size, n_points)
+            tot = np.int64(0)
+            mx = np.int64(0)
+            for i in range(a, b):
+                d = _int_sq(points, i, y)
+                c = closest[i]
+                if d < c:
+                    if update:
+                        closest[i] = d
+                        c = d
+                    else:
+                        gain += weights[i] * (c - d)
+                tot += weights[i] * c
+                mx = max(mx, c)
+            if update:
+                node_total[v] = tot
+                node_max[v] = mx
+        else:
+            if update:
+                visited[n_visited] = v
+                n_visited += 1
+            stack[top] = 2 * v + 1
+            stack[top + 1] = 2 * v
+            top += 2
+    for q in range(n_visited - 1, -1, -1):       # children before their parents
+        v = visited[q]
+        node_total[v] = node_total[2 * v] + node_total[2 * v + 1]
+        node_max[v] = max(node_max[2 * v], node_max[2 * v + 1])
+    return gain
 
 
 @njit(cache=True)
-def _kpp_potential(p0, p1, p2, p3, counts, closest, y0, y1, y2, y3):
-    total = np.int64(0)
-    for i in range(counts.shape[0]):
-        total += counts[i] * min(closest[i], _int_sq_dist(p0, p1, p2, p3, i, y0, y1, y2, y3))
-    return total
+def kmeanspp(points, weights, size, lo, hi, first_u, draws_u, chosen):
+    """Greedy count-weighted k-means++ (exact integers), all rounds in one call.
 
+    Round 0 picks the point holding pixel ``_draw(first_u, N)`` (points in
+    tree order, each holding ``weights`` pixels).  Each further round r maps the
+    draws ``draws_u[r - 1]`` through the cumulative sum of ``weight * closest``
+    (the first point whose running sum exceeds the draw; point 0 when the sum is
+    0), and keeps the candidate with the lowest potential
+    ``sum(weight * min(closest, |x - candidate|^2))`` (ties: the first drawn).
 
-@njit(parallel=True, cache=True)
-def kpp_potentials(planes, counts, closest, candidates, pots):
-    """pots[t, q] = sum over worker t's points of count * min(closest, |x - cand_q|^2).
-
-    planes : (4, D) int32              # IN
-    counts : (D,) int64                # IN
-    closest : (D,) int32               # IN
-    candidates : (m, 4) int32          # IN
-    pots : (T, m) int64                # OUT
+    points : (D, F) int32, tree order      # IN   features of at most 12 bits
+    weights : (D,) int64                   # IN
+    size, lo, hi                           # IN   the tree's boxes (of these points)
+    first_u : float                        # IN
+    draws_u : (k - 1, L) float64           # IN
+    chosen : (k,) int64                    # OUT  indices of the chosen points
     """
-    n = planes.shape[1]
-    n_workers, n_cand = pots.shape
-    for t in prange(n_workers):
-        start = n * t // n_workers
-        stop = n * (t + 1) // n_workers
-        # Loops index slices from 0: Numba then drops its negative-index
-        # wraparound check and the loop vectorises.
-        for q in range(n_cand):
-            pots[t, q] = _kpp_potential(planes[0][start:stop], planes[1][start:stop],
-                                        planes[2][start:stop], planes[3][start:stop],
-                                        counts[start:stop],
-                                        closest[start:stop], candidates[q, 0],
-                                        candidates[q, 1], candidates[q, 2], candidates[q, 3])
+    n_points = weights.shape[0]
+    n_ch = lo.shape[1]
+    big = np.int64(1) << 62
+    closest = np.full(n_points, big, dtype=np.int64)
+    node_total = np.zeros(2 * size, dtype=np.int64)
+    node_max = np.zeros(2 * size, dtype=np.int64)
+    for v in range(1, 2 * size):       # every non-empty node: "infinitely far"
+        a, b = _node_range(v, _node_depth(v), size, n_points)
+        if a < b:
+            node_max[v] = big
+    y = np.zeros(n_ch, dtype=np.int64)
+    stack = np.empty(2 * 64 + 2, dtype=np.int64)
+    visited = np.empty(2 * size, dtype=np.int64)
+
+    r = _draw(first_u, weights.sum())
+    cum = np.int64(0)
+    first = n_points - 1
+    for i in range(n_points):
+        cum += weights[i]
+        if cum > r:
+            first = i
+            break
+    chosen[0] = first
+    for c in range(n_ch):
+        y[c] = points[first, c]
+    _kpp_visit(points, weights, size, lo, hi, closest, node_total, node_max, y, True,
+               stack, visited)
+
+    for rnd in range(1, chosen.shape[0]):
+        total = node_total[1]
+        best_pot = np.int64(0)
+        best = -1
+        for q in range(draws_u.shape[1]):
+            cand = 0
+            if total > 0:      # descend by the subtrees' totals, then walk the leaf
+                r = _draw(draws_u[rnd - 1, q], total)
+                v = 1
+                while v < size:
+                    if r < node_total[2 * v]:
+                        v = 2 * v
+                    else:
+                        r -= node_total[2 * v]
+                        v = 2 * v + 1
+                a, b = _node_range(v, _node_depth(size), size, n_points)
+                cand = b - 1
+                cum = np.int64(0)
+                for i in range(a, b):
+                    cum += weights[i] * closest[i]
+                    if cum > r:
+                        cand = i
+                        break
+            for c in range(n_ch):
+                y[c] = points[cand, c]
+            pot = total - _kpp_visit(points, weights, size, lo, hi, closest, node_total,
+                                     node_max, y, False, stack, visited)
+            if best < 0 or pot < best_pot:
+                best_pot = pot
+                best = cand
+        chosen[rnd] = best
+        for c in range(n_ch):
+            y[c] = points[best, c]
+        _kpp_visit(points, weights, size, lo, hi, closest, node_total, node_max, y, True,
+                   stack, visited)
 
 
 # --------------------------------------------------------------------------

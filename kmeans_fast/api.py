@@ -1,10 +1,15 @@
-"""Public entry point: :func:`quantize` and its result, :class:`Quantization`.
+"""Public API: argument checks, result types, and the choice of backend.
 
-Data flows one way: check input -> colour histogram -> initial centres ->
-Lloyd steps (pixels or histogram) -> final assignment -> palette and labels.
-The algorithm is documented step by step in :mod:`kmeans_fast.reference`,
-which implements it in plain NumPy; this module drives the Numba kernels of
-:mod:`kmeans_fast._kernels` through exactly the same steps.
+Data flows one way::
+
+    image -> histogram (distinct colours, counts) -> fit_palette (init, Lloyd
+    steps, palette) -> remap (or dither) -> labels
+
+:func:`quantize` is exactly ``fit_palette(histogram(image), k)`` followed by
+``remap(image, palette)`` (or ``dither``), in one pass over the pixels less.
+The algorithm is written out step by step in :mod:`kmeans_fast.reference`,
+which implements it in plain NumPy (``backend="numpy"``); the Numba backend
+(:mod:`kmeans_fast._numba_backend`) gives identical results at any thread count.
 """
 
 from __future__ import annotations
@@ -12,66 +17,26 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numba
 import numpy as np
 
-from . import _kernels as K
-from . import reference
+from . import _numba_backend as nb
+from . import colour, reference
 
-__all__ = ["quantize", "Quantization", "MAX_COLORS"]
+__all__ = ["quantize", "Quantization", "Histogram", "histogram", "fit_palette", "PaletteFit",
+           "remap", "MAX_COLORS", "DEFAULT_STEPS", "INITS", "SPACES", "DITHERS"]
 
 MAX_COLORS = 65536
 INITS = ("kmeans++", "random")
 BACKENDS = ("numba", "numpy")
 METHODS = ("auto", "pixels", "histogram")
+SPACES = colour.SPACES
+DITHERS = ("none", "fs", "ordered")
 DEFAULT_STEPS = 30
-
-
-@dataclass
-class Quantization:
-    """Result of :func:`quantize`.
-
-    Attributes
-    ----------
-    palette : ndarray of shape (k_out, C), dtype uint8
-        Colours, in the channel order of the input; ``rint(centers)`` (clipped
-        to 0..255, which only explicit initial centres with ``steps=0`` need).
-    labels : ndarray of shape (H, W), dtype uint8 (k_out <= 256) or uint16
-        Palette index of every pixel (its nearest centre).
-    centers : ndarray of shape (k_out, C), dtype float64
-        The k-means centres.
-    inertia : float
-        Sum over pixels of the squared distance to their centre.
-    steps_run : int
-        Lloyd steps run.
-    converged : bool
-        True when the centres stopped moving (shift <= tol) before ``steps`` ran out.
-    history : list of float
-        Inertia of each step's assignment (non-increasing).
-    method : str
-        The path that ran: ``"pixels"`` or ``"histogram"``.
-    n_distinct : int
-        Number of distinct colours in the input.
-    """
-
-    palette: np.ndarray
-    labels: np.ndarray
-    centers: np.ndarray
-    inertia: float
-    steps_run: int
-    converged: bool
-    history: list = field(default_factory=list)
-    method: str = "histogram"
-    n_distinct: int = 0
-
-    def image(self):
-        """The quantized image, ndarray (H, W, C) uint8: ``palette[labels]``."""
-        palette = np.ascontiguousarray(self.palette, dtype=np.uint8)
-        out = np.empty(self.labels.shape + palette.shape[1:], dtype=np.uint8)
-        K.paint(palette, np.ascontiguousarray(self.labels).reshape(-1),
-                out.reshape(-1, palette.shape[1]), _workers(self.labels.size))
-        return out
+# "auto" runs Lloyd over the pixels when distinct colours exceed this fraction
+# of the pixels (the histogram saves little then and costs a remap pass).
+PIXELS_ABOVE = 0.5
 
 
 # --------------------------------------------------------------------------
@@ -88,247 +53,472 @@ def _check_int(name, value, low, high=None):
 
 
 def _check_choice(name, value, choices):
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         accepted = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name}={value!r} is not one of {accepted}")
     return value
 
 
-def _check_init(init, n_colors, n_channels):
+def _check_real(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise TypeError(f"{name}={value!r} must be a number")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value!r} must be {bound}")
+    return float(value)
+
+
+def _check_init(init, shape):
     if isinstance(init, str):
         return _check_choice("init", init, INITS)
     try:
-        centres = np.array(init, dtype=np.float64)
+        centers = np.array(init, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"init={init!r} must be 'kmeans++', 'random' or an array of "
-                        f"initial centres") from None
-    if centres.shape != (n_colors, n_channels):
-        raise ValueError(f"init has shape {centres.shape}: initial centres must have shape "
-                         f"(n_colors, channels) = ({n_colors}, {n_channels})")
-    if not np.isfinite(centres).all():
-        raise ValueError("init contains non-finite values: initial centres must be finite")
-    return centres
+                        f"initial centers") from None
+    if centers.shape != shape:
+        raise ValueError(f"init has shape {centers.shape}: initial centers must have shape "
+                         f"{shape} here (one row per colour that k-means places, "
+                         "in the image's channels)")
+    if not np.isfinite(centers).all():
+        raise ValueError("init contains non-finite values: initial centers must be finite")
+    return centers
 
 
-def _as_pixels(image):
+def _as_pixels(image, name="image"):
     """Check ``image`` and return it as an (N, C) uint8 array (a view when possible)."""
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy ndarray, not {type(image).__name__}")
+        raise TypeError(f"{name} must be a numpy ndarray, not {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise TypeError(f"image dtype {image.dtype} is not supported: convert it to uint8")
+        raise TypeError(f"{name} dtype {image.dtype} is not supported: convert it to uint8")
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3:
-        raise ValueError(f"image has shape {image.shape}: expected (H, W) or (H, W, C)")
+        raise ValueError(f"{name} has shape {image.shape}: expected (H, W) or (H, W, C)")
     if image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image has {image.shape[2]} channels: expected 1, 3 or 4")
+        raise ValueError(f"{name} has {image.shape[2]} channels: expected 1, 3 or 4")
     if image.size == 0:
-        raise ValueError(f"image of shape {image.shape} is empty")
+        raise ValueError(f"{name} of shape {image.shape} is empty")
     return np.ascontiguousarray(image).reshape(-1, image.shape[2])
 
 
-# --------------------------------------------------------------------------
-# the Numba backend
-# --------------------------------------------------------------------------
-class _Histogram:
-    """Distinct colours of an image (sorted by key), their counts, and the
-    lookup structure that maps a pixel back to its colour index."""
-
-    def __init__(self, pixels, n_workers):
-        n_ch = pixels.shape[1]
-        self.n_workers = n_workers
-        if n_ch <= 3:
-            self.table, n_distinct = K.rank_table(K.presence_bitmap(pixels, n_workers))
-            self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
-            K.table_colours(self.table, n_ch, self.colours)
-            # Per-group counters parallelise the count over pixels; key ranges
-            # parallelise it without extra counters.  Use as many pixel groups
-            # as fit in half the image's size.
-            dtype = np.int32 if pixels.shape[0] < 2**31 else np.int64
-            size = np.dtype(dtype).itemsize * n_distinct
-            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // size)))
-            counts = np.zeros((n_groups, n_distinct), dtype=dtype)
-            K.table_counts(pixels, self.table, counts, n_workers)
-            self.counts = counts.sum(axis=0, dtype=np.int64)
-            self.keys = None
-        else:
-            keys = np.empty(pixels.shape[0], dtype=np.uint32)
-            K.pack_keys(pixels, keys, n_workers)
-            keys.sort()
-            self.keys, self.counts = K.sorted_distinct(keys)
-            del keys
-            self.colours = np.empty((self.keys.shape[0], n_ch), dtype=np.uint8)
-            K.unpack_keys(self.keys, n_ch, self.colours)
-
-    def remap(self, pixels, colour_labels, labels):
-        """labels[p] = colour_labels[colour index of pixel p]."""
-        if self.keys is None:
-            K.table_remap(pixels, self.table, colour_labels, labels, self.n_workers)
-        else:
-            K.sorted_remap(pixels, self.keys, colour_labels, labels, self.n_workers)
+def _check_palette(palette, n_channels):
+    if not isinstance(palette, np.ndarray) or palette.dtype != np.uint8:
+        raise TypeError("palette must be a numpy uint8 array of shape (k, C)")
+    if palette.ndim == 1 and n_channels == 1:
+        palette = palette[:, None]
+    if palette.ndim != 2 or palette.shape[1] != n_channels or not 1 <= len(palette) <= MAX_COLORS:
+        raise ValueError(f"palette has shape {palette.shape}: expected (k, {n_channels}) with "
+                         f"1 <= k <= {MAX_COLORS}, the image's channels")
+    return np.ascontiguousarray(palette)
 
 
-def _kmeanspp(colours, counts, k, rng):
-    """Greedy k-means++ on the histogram; same draws and arithmetic as the reference."""
-    planes = np.zeros((4, colours.shape[0]), dtype=np.int32)
-    planes[:colours.shape[1]] = colours.T
-    n_local = 2 + int(math.log(k))
-    n_workers = _workers(colours.shape[0])
-    first = int(np.searchsorted(np.cumsum(counts), rng.integers(0, int(counts.sum())),
-                                side="right"))
-    chosen = [first]
-    closest = np.full(colours.shape[0], K.INT32_MAX, dtype=np.int32)
-    totals = np.empty(-(-colours.shape[0] // K.KPP_BLOCK), dtype=np.int64)
-    K.kpp_update(planes, counts, closest, planes[:, first].copy(), totals)
-    candidates = np.empty(n_local, dtype=np.int64)
-    pots = np.empty((n_workers, n_local), dtype=np.int64)
-    for _ in range(1, k):
-        draws = rng.integers(0, int(totals.sum()), size=n_local)
-        K.kpp_sample(counts, closest, totals, draws, candidates)
-        K.kpp_potentials(planes, counts, closest,
-                         np.ascontiguousarray(planes[:, candidates].T), pots)
-        best = int(candidates[int(np.argmin(pots.sum(axis=0)))])
-        chosen.append(best)
-        K.kpp_update(planes, counts, closest, planes[:, best].copy(), totals)
-    return np.asarray(chosen, dtype=np.int64)
-
-
-def _unpack_keys(keys, n_ch):
-    out = np.empty((len(keys), n_ch), dtype=np.uint8)
-    K.unpack_keys(np.asarray(keys, dtype=np.int64), n_ch, out)
-    return out
-
-
-def _farthest(points, labels, centres, n_want):
-    """Keys of the n_want distinct colours farthest from their centre."""
-    n_workers = _workers(points.shape[0])
-    dist = np.empty((n_workers, n_want))
-    keys = np.empty((n_workers, n_want), dtype=np.int64)
-    K.farthest_points(points, labels, centres, n_want, dist, keys)
-    dist, keys = dist.ravel(), keys.ravel()
-    keep = keys >= 0
-    dist, keys = dist[keep], keys[keep]
-    keys, first = np.unique(keys, return_index=True)
-    dist = dist[first]
-    return keys[np.lexsort((keys, -dist))[:n_want]]
-
-
-def _workers(n_points):
-    """Worker count for kernels over n_points: the threads, but no more than one
-    per 64 Ki points (tiny inputs would only pay for per-worker buffers).
-    Results do not depend on it."""
-    return min(numba.get_num_threads(), 1 + n_points // 65536)
-
-
-def _kmeans_numba(pixels, n_colors, *, steps, init, seed, method, tol, progress=None):
-    n_ch = pixels.shape[1]
-    n_workers = _workers(pixels.shape[0])
-    hist = _Histogram(pixels, n_workers)
-    colours, counts = hist.colours, hist.counts
-    n_distinct = colours.shape[0]
-    sq_norm_total = int((counts * (colours.astype(np.int64) ** 2).sum(axis=1)).sum())
-    labels = np.empty(pixels.shape[0], dtype=reference.label_dtype(min(n_colors, n_distinct)))
-    method = reference.resolve_method(method, n_distinct, pixels.shape[0])
-    done = dict(method=method, n_distinct=n_distinct)
-
-    if n_colors >= n_distinct:
-        hist.remap(pixels, np.arange(n_distinct, dtype=np.int64), labels)
-        return dict(palette=colours.copy(), labels=labels,
-                    centers=colours.astype(np.float64), inertia=0.0,
-                    steps_run=0, converged=True, history=[], **done)
-
-    rng = np.random.default_rng(seed)
-    if isinstance(init, np.ndarray):
-        centres = init.copy()
-    elif init == "random":
-        centres = colours[reference.init_random(counts, n_colors, rng)].astype(np.float64)
-    else:
-        centres = colours[_kmeanspp(colours, counts, n_colors, rng)].astype(np.float64)
-
-    if method == "pixels":
-        points, weights, point_labels = pixels, None, labels
-    else:
-        points, weights = colours, counts
-        point_labels = np.empty(n_distinct, dtype=labels.dtype)
-    sums = np.empty((n_workers, n_colors, n_ch), dtype=np.int64)
-    cnts = np.empty((n_workers, n_colors), dtype=np.int64)
-
-    def assign(centres):
-        K.assign_accumulate(points, weights, centres, point_labels, sums, cnts)
-        return sums.sum(axis=0), cnts.sum(axis=0)
-
-    history = []
-    converged = False
-    stats = None
-    steps_run = 0
-    if progress is not None:
-        progress(0, steps)
-    for _ in range(steps):
-        s, n = assign(centres)
-        history.append(reference.inertia_from_stats(sq_norm_total, centres, s, n))
-        steps_run += 1
-        if progress is not None:
-            progress(steps_run, steps)
-        new = centres.copy()
-        filled = n > 0
-        new[filled] = s[filled] / n[filled, None]
-        empty = np.flatnonzero(~filled)
-        if empty.size:
-            far = _farthest(points, point_labels, new, empty.size)
-            new[empty] = _unpack_keys(far, n_ch).astype(np.float64)
-        shift = float(((new - centres) ** 2).sum())
-        stats = (s, n) if shift == 0.0 else None
-        centres = new
-        if shift <= tol:
-            converged = True
-            break
-
-    if stats is None:  # final assignment to the final centres
-        stats = assign(centres)
-    inertia = reference.inertia_from_stats(sq_norm_total, centres, *stats)
-    if method != "pixels":
-        hist.remap(pixels, point_labels, labels)
-    return dict(palette=reference.palette_of(centres), labels=labels,
-                centers=centres, inertia=inertia, steps_run=steps_run,
-                converged=converged, history=history, **done)
+def _label_dtype(k):
+    return np.uint8 if k <= 256 else np.uint16
 
 
 # --------------------------------------------------------------------------
-# public
+# the colour histogram
 # --------------------------------------------------------------------------
-def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
-             backend="numba", method="auto", tol=0.0, progress=None):
-    """Reduce an image to at most ``n_colors`` colours with exact k-means.
+class Histogram:
+    """The distinct colours of one or more images and how many pixels have each.
+
+    Histograms add up (``a + b``, ``sum([a, b, c])``): k-means over a sum is
+    exact k-means over all the pixels together, whatever the order or the
+    grouping (per file, per tile, per machine).
+
+    Parameters
+    ----------
+    colours : ndarray of shape (D, C), dtype uint8
+        Distinct colours, sorted by key (channel 0 most significant).
+    counts : ndarray of shape (D,), dtype int64
+        Pixels of each colour (all > 0).
+
+    Attributes
+    ----------
+    n_pixels, n_colours, n_channels : int
+    """
+
+    __slots__ = ("colours", "counts")
+
+    def __init__(self, colours, counts):
+        colours = np.asarray(colours)
+        counts = np.asarray(counts)
+        if colours.dtype != np.uint8 or colours.ndim != 2 or colours.shape[1] not in (1, 3, 4):
+            raise ValueError(f"colours must be a (D, C) uint8 array with C in 1, 3, 4, not "
+                             f"{colours.dtype} {colours.shape}")
+        if counts.shape != (colours.shape[0],) or not np.issubdtype(counts.dtype, np.integer):
+            raise ValueError("counts must be an integer array with one count per colour")
+        if colours.shape[0] == 0:
+            raise ValueError("a histogram needs at least one colour")
+        counts = counts.astype(np.int64)
+        if (counts <= 0).any():
+            raise ValueError("counts must be positive")
+        keys = _keys(colours)
+        if (np.diff(keys) <= 0).any():
+            raise ValueError("colours must be distinct and sorted by key "
+                             "(use Histogram.from_arrays to sort and merge)")
+        self.colours = np.ascontiguousarray(colours)
+        self.counts = counts
+
+    @classmethod
+    def from_arrays(cls, colours, counts):
+        """A histogram of colours that may repeat and come in any order (merged)."""
+        colours = np.asarray(colours, dtype=np.uint8)
+        counts = np.asarray(counts, dtype=np.int64)
+        keys = _keys(colours)
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        summed = np.zeros(unique.size, dtype=np.int64)
+        np.add.at(summed, inverse.ravel(), counts)
+        keep = summed > 0
+        return cls(colours[first][keep], summed[keep])
+
+    @property
+    def n_pixels(self):
+        return int(self.counts.sum())
+
+    @property
+    def n_colours(self):
+        return int(self.colours.shape[0])
+
+    @property
+    def n_channels(self):
+        return int(self.colours.shape[1])
+
+    def __add__(self, other):
+        if isinstance(other, numbers.Integral) and other == 0:
+            return self
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        if other.n_channels != self.n_channels:
+            raise ValueError(f"cannot add histograms of {self.n_channels} and "
+                             f"{other.n_channels} channels")
+        return Histogram._merge(self, other)
+
+    __radd__ = __add__           # sum() starts from 0
+
+    @staticmethod
+    def _merge(a, b):
+        keys = np.concatenate([_keys(a.colours), _keys(b.colours)])
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        colours = np.concatenate([a.colours, b.colours])[order]
+        counts = np.concatenate([a.counts, b.counts])[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        return Histogram(colours[starts], np.add.reduceat(counts, starts))
+
+    def __eq__(self, other):
+        return (isinstance(other, Histogram) and self.colours.shape == other.colours.shape
+                and np.array_equal(self.colours, other.colours)
+                and np.array_equal(self.counts, other.counts))
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"Histogram({self.n_colours} colours, {self.n_pixels} pixels, "
+                f"{self.n_channels} channels)")
+
+    def save(self, path):
+        """Write the histogram to an ``.npz`` file (``numpy.savez_compressed``)."""
+        np.savez_compressed(path, colours=self.colours, counts=self.counts,
+                            format=np.array("kmeans_fast.Histogram/1"))
+
+    @classmethod
+    def load(cls, path):
+        """Read a histogram written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            if "format" not in data or str(data["format"]) != "kmeans_fast.Histogram/1":
+                raise ValueError(f"'{path}' is not a kmeans_fast histogram file")
+            return cls(data["colours"], data["counts"])
+
+
+def _keys(colours):
+    keys = np.zeros(colours.shape[0], dtype=np.int64)
+    for c in range(colours.shape[1]):
+        keys = (keys << 8) | colours[:, c]
+    return keys
+
+
+def histogram(image, *, backend="numba"):
+    """The colour histogram of an image.
 
     Parameters
     ----------
     image : ndarray of shape (H, W) or (H, W, C), dtype uint8
-        C is 1, 3 or 4; any channel order (the palette keeps it).
+        C is 1, 3 or 4.
+    backend : {"numba", "numpy"}, optional
+
+    Returns
+    -------
+    Histogram
+    """
+    pixels = _as_pixels(image)
+    _check_choice("backend", backend, BACKENDS)
+    if backend == "numba":
+        colours, counts, _ = nb.histogram(pixels)
+    else:
+        colours, counts = reference.histogram(pixels)
+    return Histogram(colours, counts)
+
+
+# --------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------
+@dataclass
+class PaletteFit:
+    """Result of :func:`fit_palette`: a k-means palette and how well it fits.
+
+    Attributes
+    ----------
+    palette : ndarray of shape (k_out, C), dtype uint8
+        The colours, in the channel order of the input.  With fully transparent
+        pixels in an RGBA image, entry 0 is (0, 0, 0, 0) and the others are the
+        k-means of the visible colours.
+    centers : ndarray of shape (k_out, C), float64
+        The k-means centers in the working space's features (see
+        :mod:`kmeans_fast.colour`; for ``space="rgb"`` without alpha, the
+        channel values).
+    inertia : int
+        Squared error, in the working space's features, of the image against its
+        nearest palette entries: sum over pixels of ``|f(pixel) - f(entry)|^2``.
+        Exact (an integer).
+    sse : int
+        The same in the image's own channel values (what PSNR measures):
+        ``sum over pixels and channels of (pixel - entry)^2``.
+    n_pixels : int
+    steps_run : int
+        Lloyd steps run.
+    converged : bool
+        True when the centers stopped moving (total squared shift <= tol).
+    history : list of float
+        The k-means objective of each step's assignment (non-increasing).
+    n_distinct : int
+        Distinct colours in the histogram.
+    space : str
+    colour_labels : ndarray of shape (n_distinct,), int32
+        Nearest palette entry of each distinct colour of the histogram.
+    """
+
+    palette: np.ndarray
+    centers: np.ndarray
+    inertia: int
+    sse: int
+    n_pixels: int
+    steps_run: int
+    converged: bool
+    history: list = field(default_factory=list)
+    n_distinct: int = 0
+    space: str = "rgb"
+    colour_labels: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def mse(self):
+        """Mean squared error per channel value of the undithered result."""
+        return self.sse / (self.n_pixels * self.palette.shape[1])
+
+    @property
+    def psnr(self):
+        """PSNR of the undithered result in dB (inf when exact)."""
+        return math.inf if self.sse == 0 else 10 * math.log10(255.0 ** 2 / self.mse)
+
+
+@dataclass
+class Quantization:
+    """Result of :func:`quantize`.
+
+    Attributes
+    ----------
+    palette : ndarray of shape (k_out, C), dtype uint8
+        See :class:`PaletteFit`.
+    labels : ndarray of shape (H, W), dtype uint8 (k_out <= 256) or uint16
+        Palette index of every pixel: its nearest palette entry in the working
+        space, or the dithered choice.
+    centers : ndarray of shape (k_out, C), dtype float64
+    inertia, sse : int
+        Errors of the nearest-entry (undithered) assignment; see
+        :class:`PaletteFit`.
+    steps_run, converged, history, n_distinct, space
+        See :class:`PaletteFit`.
+    method : str
+        The path the Lloyd steps took: ``"pixels"`` or ``"histogram"``.
+    dither : str
+        ``"none"``, ``"fs"`` or ``"ordered"``.
+    """
+
+    palette: np.ndarray
+    labels: np.ndarray
+    centers: np.ndarray
+    inertia: int
+    sse: int
+    steps_run: int
+    converged: bool
+    history: list = field(default_factory=list)
+    method: str = "histogram"
+    n_distinct: int = 0
+    space: str = "rgb"
+    dither: str = "none"
+
+    def image(self):
+        """The quantized image, ndarray (H, W, C) uint8: ``palette[labels]``."""
+        from . import _kernels as K
+        palette = np.ascontiguousarray(self.palette, dtype=np.uint8)
+        out = np.empty(self.labels.shape + palette.shape[1:], dtype=np.uint8)
+        labels = np.ascontiguousarray(self.labels).reshape(-1)
+        K.paint(palette, labels, out.reshape(-1, palette.shape[1]), nb._workers(labels.size))
+        return out
+
+
+# --------------------------------------------------------------------------
+# fit, remap, quantize
+# --------------------------------------------------------------------------
+def _n_free(colours, n_colors):
+    """How many centers k-means places: one less when a transparent entry is reserved."""
+    n_points = colours.shape[0]
+    if colours.shape[1] == 4 and (colours[:, 3] == 0).any():
+        n_points = 1 + int((colours[:, 3] > 0).sum())
+        if n_colors < n_points and n_colors >= 2:
+            return n_colors - 1
+    return n_colors
+
+
+def _fit(colours, counts, n_colors, *, steps, init, seed, space, tol, backend, progress,
+         pixels=None):
+    if not isinstance(init, str):
+        init = _check_init(init, (_n_free(colours, n_colors), colours.shape[1]))
+    run = nb.fit if backend == "numba" else reference.fit
+    out = run(colours, counts, n_colors, steps=steps, init=init, seed=seed, space=space,
+              tol=tol, progress=progress, pixels=pixels)
+    return PaletteFit(palette=out["palette"], centers=out["centers"],
+                      inertia=int(out["inertia"]), sse=int(out["sse"]), n_pixels=int(counts.sum()), steps_run=int(out["steps_run"]),
+                      converged=bool(out["converged"]), history=list(out["history"]),
+                      n_distinct=int(colours.shape[0]), space=space,
+                      colour_labels=np.asarray(out["colour_labels"], dtype=np.int32))
+
+
+def _check_fit_args(n_colors, steps, init, seed, space, tol, backend, progress):
+    n_colors = _check_int("n_colors", n_colors, 1, MAX_COLORS)
+    steps = _check_int("steps", steps, 0)
+    if isinstance(init, str):
+        _check_choice("init", init, INITS)
+    _check_choice("space", space, SPACES)
+    _check_choice("backend", backend, BACKENDS)
+    if seed is not None:
+        seed = _check_int("seed", seed, 0)
+    tol = _check_real("tol", tol, 0.0)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress={progress!r} must be callable or None")
+    return n_colors, steps, seed, tol
+
+
+def fit_palette(hist, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
+                space="rgb", tol=0.0, backend="numba", progress=None):
+    """Exact k-means palette of a colour histogram.
+
+    Parameters
+    ----------
+    hist : Histogram
+        From :func:`histogram`, or a sum of several.
     n_colors : int
-        Number of colours k, 1 to 65536.  When the image has fewer distinct
-        colours, the palette is exactly those colours.
+        Number of colours k, 1 to 65536.  When the histogram has at most k
+        distinct colours, the palette is exactly those colours.
     steps : int, optional
-        Maximum number of Lloyd steps (>= 0); the loop stops earlier once the
-        centres stop moving.
-    init : {"kmeans++", "random"} or array-like of shape (n_colors, C), optional
-        Greedy count-weighted k-means++ (default), k distinct colours of random
-        pixels, or explicit initial centres.
+        Maximum number of Lloyd steps (>= 0).
+    init : {"kmeans++", "random"} or array-like, optional
+        Greedy count-weighted k-means++ (default), k distinct colours drawn in
+        proportion to their pixel counts, or explicit initial centers of shape
+        (k, C) in the image's channel values (k - 1 rows when an RGBA image has
+        fully transparent pixels: that entry is reserved).
     seed : int or None, optional
-        Seed of ``numpy.random.default_rng``; the same seed gives the same result
-        on every backend, method and thread count.  None draws fresh entropy.
+        Seed of ``numpy.random.default_rng``; the same seed gives the same palette
+        on every backend, path and thread count.  None draws fresh entropy.
+    space : {"rgb", "oklab"}, optional
+        Where distances are measured (see :mod:`kmeans_fast.colour`).
+    tol : float, optional
+        Stop when the total squared center shift of a step is <= tol (default 0:
+        when the centers no longer move).
+    backend : {"numba", "numpy"}, optional
+    progress : callable or None, optional
+        ``progress(steps_done, steps)`` before the first Lloyd step and after each.
+
+    Returns
+    -------
+    PaletteFit
+    """
+    if not isinstance(hist, Histogram):
+        raise TypeError(f"hist must be a Histogram, not {type(hist).__name__}")
+    n_colors, steps, seed, tol = _check_fit_args(n_colors, steps, init, seed, space, tol,
+                                                 backend, progress)
+    return _fit(hist.colours, hist.counts, n_colors, steps=steps, init=init, seed=seed,
+                space=space, tol=tol, backend=backend, progress=progress)
+
+
+def _nearest_colour_labels(colours, palette, space, backend):
+    if backend == "numba":
+        feats = colour.features(colours, space)
+        pal = colour.features(palette, space).astype(np.float64)
+        return nb.nearest_labels(feats, pal)
+    return reference.nearest(colours, palette, space)
+
+
+def remap(image, palette, *, space="rgb", backend="numba"):
+    """Label every pixel with its nearest palette entry (ties: lowest index).
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C), dtype uint8
+    palette : ndarray of shape (k, C), dtype uint8
+        The image's channels; e.g. ``fit_palette(...).palette``.
+    space : {"rgb", "oklab"}, optional
+        Where distances are measured: use the space the palette was fitted in.
+    backend : {"numba", "numpy"}, optional
+
+    Returns
+    -------
+    ndarray of shape (H, W), dtype uint8 (k <= 256) or uint16
+    """
+    pixels = _as_pixels(image)
+    palette = _check_palette(palette, pixels.shape[1])
+    _check_choice("space", space, SPACES)
+    _check_choice("backend", backend, BACKENDS)
+    labels = np.empty(pixels.shape[0], dtype=_label_dtype(len(palette)))
+    if backend == "numba":
+        colours, _, lookup = nb.histogram(pixels)
+        lookup.remap(pixels, _nearest_colour_labels(colours, palette, space, backend), labels)
+    else:
+        labels[:] = reference.remap(pixels, palette, space)
+    return labels.reshape(image.shape[:2])
+
+
+def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
+             space="rgb", dither="none", dither_strength=1.0, backend="numba",
+             method="auto", tol=0.0, progress=None):
+    """Reduce an image to at most ``n_colors`` colours with exact k-means.
+
+    The same as ``fit_palette(histogram(image), n_colors, ...)`` followed by
+    ``remap(image, fit.palette, space=space)`` (dither="none"), bit for bit.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C), dtype uint8
+        C is 1, 3 or 4; any channel order (the palette keeps it; ``"oklab"``
+        reads C = 3 and 4 as RGB and RGBA).
+    n_colors : int
+        Number of colours k, 1 to 65536.
+    steps, init, seed, space, tol, progress
+        See :func:`fit_palette`.
+    dither : {"none", "fs", "ordered"}, optional
+        "none": every pixel takes its nearest palette entry.  "fs":
+        Floyd-Steinberg error diffusion; "ordered": a threshold matrix.  See
+        :mod:`kmeans_fast.dither`.
+    dither_strength : float, optional
+        0 to 1 (default 1): how much of the error is diffused.
     backend : {"numba", "numpy"}, optional
         Compiled parallel kernels (default) or the plain NumPy reference.
     method : {"auto", "pixels", "histogram"}, optional
-        Run the Lloyd steps over every pixel or over the distinct colours
-        weighted by their counts; both give identical results.  "auto" picks
-        the histogram unless nearly every pixel has its own colour.
-    tol : float, optional
-        Stop when the total squared centre shift of a step is <= tol (default 0:
-        stop only when the centres no longer move).
-    progress : callable or None, optional
-        Called as ``progress(steps_done, steps)`` before the first Lloyd step
-        and after each one (not called when the image has at most
-        ``n_colors`` colours, as no step runs).
+        Run the Lloyd steps over the distinct colours weighted by their counts,
+        or over every pixel (``space="rgb"``, 1 or 3 channels only); both give
+        identical results.  "auto" takes the histogram unless nearly every
+        pixel has its own colour.
 
     Returns
     -------
@@ -336,26 +526,39 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     """
     pixels = _as_pixels(image)
     height, width = image.shape[:2]
-    n_colors = _check_int("n_colors", n_colors, 1, MAX_COLORS)
-    steps = _check_int("steps", steps, 0)
-    init = _check_init(init, n_colors, pixels.shape[1])
-    _check_choice("backend", backend, BACKENDS)
+    n_colors, steps, seed, tol = _check_fit_args(n_colors, steps, init, seed, space, tol,
+                                                 backend, progress)
     _check_choice("method", method, METHODS)
-    if seed is not None:
-        seed = _check_int("seed", seed, 0)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-        raise ValueError(f"tol={tol!r} must be a number >= 0")
-    tol = float(tol)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress={progress!r} must be callable or None")
+    _check_choice("dither", dither, DITHERS)
+    dither_strength = _check_real("dither_strength", dither_strength, 0.0, 1.0)
+    pixel_path_ok = space == "rgb" and pixels.shape[1] in (1, 3)
+    if method == "pixels" and not pixel_path_ok:
+        raise ValueError(f"method='pixels' needs space='rgb' and 1 or 3 channels (got "
+                         f"space={space!r}, {pixels.shape[1]} channels): use 'histogram'")
 
-    run = _kmeans_numba if backend == "numba" else reference.kmeans
-    out = run(pixels, n_colors, steps=steps, init=init, seed=seed, method=method, tol=tol,
-              progress=progress)
-    k_out = out["palette"].shape[0]
-    labels = out["labels"].astype(reference.label_dtype(k_out), copy=False).reshape(height, width)
-    return Quantization(palette=out["palette"], labels=labels, centers=out["centers"],
-                        inertia=float(out["inertia"]), steps_run=int(out["steps_run"]),
-                        converged=bool(out["converged"]), history=list(out["history"]),
-                        method=out["method"], n_distinct=int(out["n_distinct"]))
-
+    if backend == "numba":
+        colours, counts, lookup = nb.histogram(pixels)
+    else:
+        colours, counts = reference.histogram(pixels)
+    if method == "auto":
+        method = ("pixels" if pixel_path_ok and colours.shape[0] > PIXELS_ABOVE * pixels.shape[0]
+                  else "histogram")
+    fit = _fit(colours, counts, n_colors, steps=steps, init=init, seed=seed, space=space,
+               tol=tol, backend=backend, progress=progress,
+               pixels=pixels if method == "pixels" else None)
+    k_out = len(fit.palette)
+    if dither != "none" and dither_strength > 0 and k_out < fit.n_distinct:
+        from .dither import dither as _dither
+        labels = _dither(image, fit.palette, method=dither, strength=dither_strength,
+                         space=space).reshape(-1)
+    elif backend == "numba":
+        labels = np.empty(pixels.shape[0], dtype=_label_dtype(k_out))
+        lookup.remap(pixels, fit.colour_labels, labels)
+    else:
+        labels = reference.remap_with(pixels, colours, fit.colour_labels).astype(
+            _label_dtype(k_out))
+    return Quantization(palette=fit.palette, labels=labels.reshape(height, width),
+                        centers=fit.centers, inertia=fit.inertia, sse=fit.sse,
+                        steps_run=fit.steps_run, converged=fit.converged,
+                        history=fit.history, method=method, n_distinct=fit.n_distinct,
+                        space=space, dither=dither)

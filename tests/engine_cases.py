@@ -1,4 +1,4 @@
-"""Images shared by the engine tests: seeded random ones and small real photos."""
+"""Images and helpers shared by the engine tests: seeded random images and small real photos."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import numpy as np
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = ("astronaut", "coffee", "chelsea")  # crops of scikit-image's public-domain / CC0 photos
+WORKERS = (1, 2, 3, 7)                      # forced worker counts: tiny images get one otherwise
 
 
 def photo(name):
@@ -16,15 +17,18 @@ def photo(name):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def with_channels(rgb, n_ch):
-    """Derive a 1-, 3- or 4-channel image from an RGB one (alpha from a gradient)."""
+def with_channels(rgb, n_ch, *, clear=False):
+    """Derive a 1-, 3- or 4-channel image from an RGB one (alpha from a
+    gradient; ``clear``: its first columns fully transparent)."""
     if n_ch == 1:
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if n_ch == 3:
         return rgb
     h, w = rgb.shape[:2]
-    alpha = (np.arange(w, dtype=np.int64)[None, :] * 255 // max(1, w - 1)) // 32 * 32
-    alpha = np.broadcast_to(alpha, (h, w)).astype(np.uint8)
+    alpha = (np.arange(w, dtype=np.int64)[None, :] * 255 // max(1, w - 1)) // 32 * 32 + 31
+    if clear:
+        alpha[:, : max(1, w // 5)] = 0
+    alpha = np.broadcast_to(np.clip(alpha, 0, 255), (h, w)).astype(np.uint8)
     return np.dstack([rgb, alpha])
 
 
@@ -33,3 +37,14 @@ def random_image(shape, seed, levels=256):
     rng = np.random.default_rng(seed)
     img = rng.integers(0, levels, size=shape, dtype=np.int64) * (255 // max(1, levels - 1))
     return img.astype(np.uint8)
+
+
+def assert_same(a, b, context):
+    """Two quantizations are the same: arrays equal, errors and history equal (==)."""
+    assert np.array_equal(a.palette, b.palette), context
+    assert np.array_equal(a.labels, b.labels), context
+    assert a.labels.dtype == b.labels.dtype, context
+    assert np.array_equal(a.centers, b.centers), context
+    assert a.inertia == b.inertia and a.sse == b.sse, (context, a.inertia, b.inertia)
+    assert a.history == b.history, (context, a.history, b.history)
+    assert (a.steps_run, a.converged) == (b.steps_run, b.converged), context
