@@ -60,9 +60,9 @@ def _check_choice(name, value, choices):
 
 
 def _check_real(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}={value!r} must be a number")
-    if value < low or (high is not None and value > high):
+    if math.isnan(value) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name}={value!r} must be {bound}")
     return float(value)

@@ -1,11 +1,13 @@
-"""quantize(): arguments, determinism, result types."""
+"""quantize(), histogram(), fit_palette(), remap(): arguments, determinism, result types."""
+
+import re
 
 import numpy as np
 import pytest
 
-from kmeans_fast import Quantization, quantize
+from kmeans_fast import Quantization, api, quantize
 
-from engine_cases import photo, random_image
+from engine_cases import photo, random_image, with_channels
 
 RGB = random_image((10, 12, 3), 0)
 
@@ -38,6 +40,11 @@ def test_bad_images(image, error, words):
     (dict(n_colors=4, tol=float("nan")), ValueError, "tol=nan"),
     (dict(n_colors=2, init=np.zeros((3, 3))), ValueError, "(2, 3)"),
     (dict(n_colors=1, init=np.full((1, 3), np.inf)), ValueError, "non-finite"),
+    (dict(n_colors=4, space="lab"), ValueError, "space='lab' is not one of 'rgb', 'oklab'"),
+    (dict(n_colors=4, dither="floyd"), ValueError, "dither='floyd'"),
+    (dict(n_colors=4, dither_strength=2), ValueError, "dither_strength=2 must be between 0"),
+    (dict(n_colors=4, dither_strength="1"), TypeError, "dither_strength='1'"),
+    (dict(n_colors=4, method="pixels", space="oklab"), ValueError, "method='pixels' needs"),
 ])
 def test_bad_arguments(kwargs, error, words):
     import re
@@ -52,7 +59,8 @@ def test_result_fields_and_types():
     assert q.palette.shape == (16, 3) and q.palette.dtype == np.uint8
     assert q.centers.shape == (16, 3) and q.centers.dtype == np.float64
     assert q.labels.shape == (96, 128) and q.labels.dtype == np.uint8
-    assert isinstance(q.inertia, float) and q.inertia > 0
+    assert isinstance(q.inertia, int) and q.inertia > 0
+    assert isinstance(q.sse, int) and q.sse == q.inertia     # rgb: features are the channels
     assert isinstance(q.steps_run, int) and isinstance(q.converged, bool)
     assert len(q.history) == q.steps_run
     assert q.image().shape == (96, 128, 3) and q.image().dtype == np.uint8
@@ -99,7 +107,7 @@ def test_fewer_colours_than_k():
     distinct = np.unique(img.reshape(-1, 3), axis=0)
     q = quantize(img, 64)
     assert np.array_equal(q.palette, distinct)
-    assert q.inertia == 0.0 and q.converged and q.steps_run == 0
+    assert q.inertia == 0 and q.sse == 0 and q.converged and q.steps_run == 0
     assert np.array_equal(q.image(), img)
 
 
@@ -150,3 +158,79 @@ def test_palette_of_out_of_range_initial_centres_is_clipped(backend):
     q = quantize(img, 2, init=[[300.0, -20.0, 255.6], [0, 0, 0]], steps=0, backend=backend)
     assert q.palette.tolist() == [[255, 0, 255], [0, 0, 0]]
     assert q.centers[0].tolist() == [300.0, -20.0, 255.6]  # the centres themselves are kept
+
+
+# --------------------------------------------------------------------------
+# transparency
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_transparent_pixels_share_one_transparent_entry(space, backend):
+    image = with_channels(photo("coffee"), 4, clear=True)
+    image[:, :10, :3] = random_image((96, 10, 3), 1)      # invisible colours of all kinds
+    q = quantize(image, 8, seed=0, space=space, backend=backend)
+    assert q.palette[0].tolist() == [0, 0, 0, 0]
+    assert (q.palette[1:, 3] > 0).all()                    # every other entry is visible
+    assert (q.labels[image[:, :, 3] == 0] == 0).all()
+
+
+def test_premultiplied_distance_ignores_the_colour_of_nearly_invisible_pixels():
+    """Two colours at alpha 1 differ by 255 in red: premultiplied they are almost
+    the same point, so they do not take two of three entries."""
+    image = np.zeros((40, 40, 4), np.uint8)
+    image[:20] = (200, 50, 50, 255)
+    image[20:30] = (50, 50, 200, 255)
+    image[30:35] = (255, 0, 0, 1)
+    image[35:] = (0, 0, 0, 1)
+    q = quantize(image, 3, seed=0)
+    assert {tuple(c) for c in q.palette[:, :3]} >= {(200, 50, 50), (50, 50, 200)}
+
+
+def test_opaque_rgba_gets_an_opaque_palette():
+    image = with_channels(photo("astronaut"), 4)
+    image[:, :, 3] = 255
+    for space in ("rgb", "oklab"):
+        assert (quantize(image, 16, seed=0, space=space).palette[:, 3] == 255).all()
+
+
+# --------------------------------------------------------------------------
+# the histogram, fit_palette and remap
+# --------------------------------------------------------------------------
+def test_histogram_type(tmp_path):
+    image = photo("chelsea")
+    h = api.histogram(image)
+    assert h.n_pixels == image.shape[0] * image.shape[1] and h.n_channels == 3
+    assert h.n_colours == len(np.unique(image.reshape(-1, 3), axis=0))
+    assert sum([h]) == h and h + h == api.Histogram(h.colours, 2 * h.counts)
+    h.save(tmp_path / "h.npz")
+    assert api.Histogram.load(tmp_path / "h.npz") == h
+    np.savez(tmp_path / "other.npz", colours=h.colours)
+    with pytest.raises(ValueError, match="not a kmeans_fast histogram"):
+        api.Histogram.load(tmp_path / "other.npz")
+    merged = api.Histogram.from_arrays(np.concatenate([h.colours, h.colours[::-1]]),
+                                       np.concatenate([h.counts, h.counts[::-1]]))
+    assert merged == h + h
+    with pytest.raises(ValueError, match="sorted"):
+        api.Histogram(h.colours[::-1], h.counts)
+    with pytest.raises(ValueError, match="positive"):
+        api.Histogram(h.colours, 0 * h.counts)
+    with pytest.raises(ValueError, match="3 and 1 channels"):
+        h + api.histogram(image[:, :, 0])
+    assert "Histogram(" in repr(h)
+
+
+def test_fit_palette_and_remap_arguments():
+    h = api.histogram(RGB)
+    with pytest.raises(TypeError, match="hist must be a Histogram"):
+        api.fit_palette(RGB, 4)
+    with pytest.raises(ValueError, match="n_colors=0"):
+        api.fit_palette(h, 0)
+    fit = api.fit_palette(h, 4, seed=0)
+    assert fit.n_pixels == 120 and fit.mse == fit.sse / (120 * 3)
+    assert fit.psnr == pytest.approx(10 * np.log10(255 ** 2 / fit.mse))
+    with pytest.raises(ValueError, match="expected \\(k, 3\\)"):
+        api.remap(RGB, fit.palette[:, :2])
+    with pytest.raises(TypeError, match="palette must be"):
+        api.remap(RGB, fit.palette.astype(np.int64))
+    labels = api.remap(RGB, fit.palette)
+    assert labels.shape == RGB.shape[:2] and labels.dtype == np.uint8

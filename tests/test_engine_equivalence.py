@@ -32,8 +32,11 @@ for _name in PHOTOS:
     for _c in (1, 3, 4):
         IMAGES[f"{_name}-c{_c}"] = (lambda n=_name, c=_c: with_channels(photo(n), c))
 
-KS = (1, 2, 3, 16, 257)
-CASES = [(name, k) for name in sorted(IMAGES) for k in KS]
+# Every image at two k; the edge cases of k (one colour, three, more than a
+# byte of labels) on a subset that spans shapes, channels and transparency.
+EDGE = ("odd-rgb", "gray-2d", "rgba", "photo-rgba-clear", "astronaut-c3", "few-colours-rgb")
+CASES = ([(name, k) for name in sorted(IMAGES) for k in (2, 16)]
+         + [(name, k) for name in EDGE for k in (1, 3, 257)])
 
 
 def methods_for(image, space):

@@ -102,6 +102,22 @@ def test_kmeanspp_seeding_equals_the_reference(arrange, k):
     assert len(np.unique(got)) == k                  # distinct colours
 
 
+def test_kmeanspp_breaks_potential_ties_by_draw_order():
+    """Symmetric colours around a heavy middle one: two different candidates
+    often have exactly the same potential, and the first drawn must win."""
+    offsets = np.array([[0, 0, 0], [-40, 0, 0], [40, 0, 0], [0, -40, 0], [0, 40, 0]])
+    points = (128 + offsets).astype(np.int32)
+    counts = np.array([1000, 7, 7, 7, 7], dtype=np.int64)
+    tree = nb.Tree(points, counts)
+    seen = set()
+    for seed in range(40):
+        got = tree.kmeanspp(3, np.random.default_rng(seed))
+        expected = reference.greedy_kmeanspp(points, counts, 3, np.random.default_rng(seed))
+        assert np.array_equal(got, expected), seed
+        seen.add(tuple(got))
+    assert len(seen) > 2
+
+
 @pytest.mark.parametrize("workers", WORKERS)
 def test_farthest_points_at_any_worker_count(workers):
     points = colour.features(reference.histogram(photo("coffee").reshape(-1, 3))[0], "rgb")
