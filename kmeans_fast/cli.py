@@ -30,8 +30,14 @@ def _run_as_program():
     return os.path.basename(sys.argv[0] if sys.argv else "") == "kmeans-fast"
 
 
-def _interrupted_at_start(signum, frame):
-    """SIGINT before the command runs: nothing to clean up; one line, exit 130."""
+def _interrupted_now(signum, frame=None):
+    """SIGINT with nothing to clean up: one line, exit 130, at once.
+
+    Exiting in the handler, rather than raising KeyboardInterrupt, also works
+    where an exception cannot travel: Python callbacks run from C (Numba's
+    compiler and cache loader call some) swallow it or turn it into a
+    SystemError, and the run would go on.
+    """
     try:
         os.write(2, b"kmeans-fast: interrupted\n")
     except OSError:
@@ -41,7 +47,7 @@ def _interrupted_at_start(signum, frame):
 
 # Ctrl-C while Python imports click would otherwise end in a traceback.
 if _run_as_program() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_at_start)
+    signal.signal(signal.SIGINT, _interrupted_now)
 
 import contextlib  # noqa: E402  (after the start-up handler: imports take time)
 import errno  # noqa: E402
@@ -114,21 +120,29 @@ class _Interrupted(BaseException):
 
 
 @contextlib.contextmanager
-def _sigint_raises():
-    """While a command runs, SIGINT raises :class:`_Interrupted`, once.
+def _sigint_handled():
+    """While a command runs, SIGINT ends it with one line and exit 130.
 
+    As the program itself, with no file being written, it exits at once
+    (:func:`_interrupted_now`); while :mod:`kmeans_fast.io` writes (temporary
+    files exist), or when the command runs inside another program (tests),
+    it raises :class:`_Interrupted`, once, so that ``finally`` blocks remove
+    the temporary files; a second Ctrl-C does not interrupt that clean-up.
     Left alone when SIGINT is ignored (a background job) or handled by the
-    caller, and outside the main thread (where Python sets no handlers).  A
-    second Ctrl-C does not interrupt the clean-up the first one started.
+    caller, and outside the main thread (where Python sets no handlers).
     """
     old = signal.getsignal(signal.SIGINT)
     if (threading.current_thread() is not threading.main_thread()
-            or old not in (signal.default_int_handler, _interrupted_at_start)):
+            or old not in (signal.default_int_handler, _interrupted_now)):
         yield
         return
+    program = _run_as_program()
     raised = []
 
     def handler(signum, frame):
+        writing = getattr(sys.modules.get("kmeans_fast.io"), "_writing", None)  # maybe half
+        if program and not (writing is not None and writing()):                 # imported
+            _interrupted_now(signum)
         if not raised:
             raised.append(signum)
             raise _Interrupted()
@@ -193,7 +207,7 @@ class _Group(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
         signum = None
-        with _standard_streams(), _sigint_raises():
+        with _standard_streams(), _sigint_handled():
             try:
                 return super().main(args, prog_name, complete_var, standalone_mode, **extra)
             except BaseException as e:

@@ -533,6 +533,18 @@ _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")
           (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
 
 
+_writes_under_way = []      # one entry per _signals_raise block: temporary files may exist
+
+
+def _writing():
+    """Whether temporary files may exist now (a write, or a probe, is under way).
+
+    The command's SIGINT handler asks: while writing it unwinds (so that the
+    files are removed), otherwise it may end the process at once.
+    """
+    return bool(_writes_under_way)
+
+
 @contextlib.contextmanager
 def _signals_raise():
     """While temporary files exist: SIGTERM, SIGHUP and SIGQUIT raise :class:`Interrupted`.
@@ -542,6 +554,16 @@ def _signals_raise():
     Python lets set handlers), and only once: a second signal during the
     clean-up does not interrupt it.  The old handlers come back at the end.
     """
+    _writes_under_way.append(True)
+    try:
+        with _signal_handlers():
+            yield
+    finally:
+        _writes_under_way.pop()
+
+
+@contextlib.contextmanager
+def _signal_handlers():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
