@@ -38,8 +38,8 @@ def _interrupted_now(signum, frame=None):
     compiler and cache loader call some) swallow it or turn it into a
     SystemError, and the run would go on.
     """
-    try:
-        os.write(2, b"kmeans-fast: interrupted\n")
+    try:        # on a terminal, first end the line of ^C (and of any progress)
+        os.write(2, (b"\n" if os.isatty(2) else b"") + b"kmeans-fast: interrupted\n")
     except OSError:
         pass
     os._exit(128 + signum)
