@@ -19,7 +19,7 @@ the compiler can vectorise over.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 BLOCK = 256  # points converted and compared per inner block
 SSIM_SHIFT = 128.0  # SSIM's second moments are taken of values minus this

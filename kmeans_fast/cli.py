@@ -4,41 +4,98 @@ Click only: parse the command line, ask for what is missing, call the library
 (:mod:`kmeans_fast.io`, :func:`kmeans_fast.quantize`, :mod:`kmeans_fast.metrics`,
 :mod:`kmeans_fast.sample`) and print the report.  Library errors become one
 line on stderr and a non-zero exit: 2 for a bad command line or input file
-(``click.UsageError``), 1 for a failure while working (``click.ClickException``).
+(``click.UsageError``), 1 for a failure while working (``click.ClickException``),
+130 for Ctrl-C (SIGINT) at any moment, 128 + N when signal N (SIGTERM, SIGHUP,
+SIGQUIT) arrives while the files are being written (they are then removed).
+Any other exception is a bug and keeps its traceback.
+
+Start-up is kept light: this module imports only click and the standard
+library.  The library (NumPy, OpenCV, Numba: about a second) is imported when
+a command runs, once :meth:`_Group.main` has put its SIGINT handler in place,
+so that Ctrl-C during start-up also gives one line and no traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
+import os
+import signal
 import sys
-import time
-from pathlib import Path
 
-import click
 
-from . import __version__
-from . import io as kio
-from .api import DEFAULT_STEPS, INITS, MAX_COLORS, quantize
-from .metrics import psnr, size_stats, ssim
-from .sample import sample_image
+def _run_as_program():
+    """Whether this process is the command itself (console script or ``python -m``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name == "kmeans_fast.__main__":
+        return True
+    return os.path.basename(sys.argv[0] if sys.argv else "") == "kmeans-fast"
+
+
+def _interrupted_now(signum, frame=None):
+    """SIGINT with nothing to clean up: one line, exit 130, at once.
+
+    Exiting in the handler, rather than raising KeyboardInterrupt, also works
+    where an exception cannot travel: Python callbacks run from C (Numba's
+    compiler and cache loader call some) swallow it or turn it into a
+    SystemError, and the run would go on.
+    """
+    try:        # on a terminal, first end the line of ^C (and of any progress)
+        os.write(2, (b"\n" if os.isatty(2) else b"") + b"kmeans-fast: interrupted\n")
+    except OSError:
+        pass
+    os._exit(128 + signum)
+
+
+# Ctrl-C while Python imports click would otherwise end in a traceback.
+if _run_as_program() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_now)
+
+import contextlib  # noqa: E402  (after the start-up handler: imports take time)
+import errno  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shlex  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
 
 __all__ = ["main"]
 
+# The library's defaults, repeated here so that --help and start-up need not
+# import it (tests check that they match).
 DEFAULT_COLORS = 16
+DEFAULT_STEPS = 30              # api.DEFAULT_STEPS
+MAX_COLORS = 65536              # api.MAX_COLORS
+INITS = ("kmeans++", "random")  # api.INITS
+JPEG_QUALITY = 95               # io.JPEG_QUALITY
+PNG_LEVEL = 6                   # io.PNG_LEVEL
+PALETTE_MAX = 256               # io.PALETTE_MAX
 JPEG_OUTPUT = "jpeg_compressed.jpg"
-_PROGRESS_PIXELS = 500_000       # from about this size on, a run takes over a second
+_STDOUT = "-"                   # the output path that means standard output
+_PROGRESS_PIXELS = 500_000      # from about this size on, a run takes over a second
+_PROGRESS_WORK = 10 ** 9        # colours x pixels from which one k-means step may take a second
+_PROGRESS_AFTER = 1.0           # seconds: a run lasting longer shows its progress anyway
 
 
 def _stdin_is_terminal():
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+def _stdout_is_terminal():
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
 def _stderr_is_terminal():
     return sys.stderr is not None and sys.stderr.isatty()
 
 
+# --------------------------------------------------------------------------
+# the command group: one-line errors, signals, closed standard streams
+# --------------------------------------------------------------------------
 @contextlib.contextmanager
 def _one_line_errors():
     """Turn click's usage errors into one line: the message and where help is.
@@ -55,8 +112,89 @@ def _one_line_errors():
         raise click.UsageError(e.format_message().rstrip(".") + hint) from None
 
 
+class _Interrupted(BaseException):
+    """SIGINT (Ctrl-C).  Not a KeyboardInterrupt, which click and its prompts
+    turn into "Aborted!" and exit 1."""
+
+    signum = signal.SIGINT
+
+
+@contextlib.contextmanager
+def _sigint_handled():
+    """While a command runs, SIGINT ends it with one line and exit 130.
+
+    As the program itself, with no file being written, it exits at once
+    (:func:`_interrupted_now`); while :mod:`kmeans_fast.io` writes (temporary
+    files exist), or when the command runs inside another program (tests),
+    it raises :class:`_Interrupted`, once, so that ``finally`` blocks remove
+    the temporary files; a second Ctrl-C does not interrupt that clean-up.
+    Left alone when SIGINT is ignored (a background job) or handled by the
+    caller, and outside the main thread (where Python sets no handlers).
+    """
+    old = signal.getsignal(signal.SIGINT)
+    if (threading.current_thread() is not threading.main_thread()
+            or old not in (signal.default_int_handler, _interrupted_now)):
+        yield
+        return
+    program = _run_as_program()
+    raised = []
+
+    def handler(signum, frame):
+        writing = getattr(sys.modules.get("kmeans_fast.io"), "_writing", None)  # maybe half
+        if program and not (writing is not None and writing()):                 # imported
+            _interrupted_now(signum)
+        if not raised:
+            raised.append(signum)
+            raise _Interrupted()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _signal_number(error):
+    """The signal an exception stands for (ours, or io's while writing), else None."""
+    if isinstance(error, _Interrupted):
+        return error.signum
+    kio = sys.modules.get("kmeans_fast.io")
+    if kio is not None and isinstance(error, kio.Interrupted):
+        return error.signum
+    return None
+
+
+@contextlib.contextmanager
+def _standard_streams():
+    """Open closed standard file descriptors (``2>&-``) on /dev/null.
+
+    Otherwise the next file opened takes their number, and what C libraries
+    print on fd 2 would go into it.  A closed stderr then swallows messages
+    instead of breaking on them; a closed stdout stays ``None`` (``-o -``
+    refuses it).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    saved = sys.stderr
+    if saved is None:
+        sys.stderr = open(os.devnull, "w")      # click's messages go there
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.stderr.close()
+            sys.stderr = saved
+
+
 class _Group(click.Group):
-    """A click group whose usage errors, its commands' included, print as one line."""
+    """A click group whose usage errors, its commands' included, print as one
+    line, and which ends on Ctrl-C (and on signals while writing) with one line."""
 
     def make_context(self, *args, **kwargs):
         with _one_line_errors():
@@ -66,6 +204,23 @@ class _Group(click.Group):
         with _one_line_errors():
             return super().invoke(ctx)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        signum = None
+        with _standard_streams(), _sigint_handled():
+            try:
+                return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+            except BaseException as e:
+                signum = _signal_number(e)
+                if signum is None or not standalone_mode:
+                    raise
+                what = ("interrupted" if signum == signal.SIGINT else
+                        f"stopped by {signal.Signals(signum).name} while writing: "
+                        "no file was changed")
+                with contextlib.suppress(Exception):
+                    click.echo(f"kmeans-fast: {what}", err=True)
+        sys.exit(128 + signum)
+
 
 @click.group("kmeans-fast", cls=_Group,
              context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,108 +229,290 @@ def main():
     """Compress images by exact, deterministic k-means colour quantization."""
 
 
+# --------------------------------------------------------------------------
+# progress and output
+# --------------------------------------------------------------------------
 class _Progress:
-    """Stage messages on one rewritten stderr line, shown only when asked for."""
+    """Stage messages on one rewritten stderr line, for runs that are long.
+
+    Enabled only where someone watches (stderr a terminal, no --json or
+    --quiet).  Messages are drawn once :meth:`show` was called (the run will
+    be long: a large image, or many colours for its size), or once the run
+    has lasted ``_PROGRESS_AFTER`` seconds (a timer thread draws the current
+    stage then, whatever the image's size).
+    """
 
     def __init__(self, enabled):
         self.enabled = enabled
+        self.shown = False
         self.width = 0
+        self.message = None
+        self.lock = threading.Lock()
+        self.timer = None
+        if enabled:
+            self.timer = threading.Timer(_PROGRESS_AFTER, self.show)
+            self.timer.daemon = True
+            self.timer.start()
 
     def __call__(self, message):
-        if self.enabled:
-            text = f"kmeans-fast: {message}..."
-            click.echo("\r" + text.ljust(self.width), nl=False, err=True)
-            self.width = len(text)
+        with self.lock:
+            if self.enabled:
+                self.message = message
+                if self.shown:
+                    self._draw()
+
+    def show(self):
+        """Draw the stage from now on, starting with the current one."""
+        with self.lock:
+            if self.enabled and not self.shown:
+                self.shown = True
+                if self.message:
+                    self._draw()
+
+    def _draw(self):
+        text = f"kmeans-fast: {self.message}..."
+        click.echo("\r" + text.ljust(self.width), nl=False, err=True)
+        self.width = len(text)
 
     def done(self):
-        if self.enabled and self.width:
-            click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
+        if self.timer is not None:
+            self.timer.cancel()
+        with self.lock:
+            if self.enabled and self.width:
+                click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
+            self.enabled = False
             self.width = 0
 
 
+def _stdout_failed(error, what):
+    """Standard output cannot be written: one line, exit 1 (EPIPE: click's quiet exit)."""
+    if error.errno == errno.EPIPE:
+        raise error
+    # what stays in stdout's buffer would fail again, with a traceback, at exit
+    with contextlib.suppress(Exception):
+        if sys.stdout.fileno() == 1:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+    raise click.ClickException(f"cannot write {what} to standard output: "
+                               f"{error.strerror or error}") from None
+
+
+def _write_stdout(data, what):
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError as e:
+        _stdout_failed(e, what)
+
+
+@contextlib.contextmanager
+def _printing_report(to_stderr):
+    try:
+        yield
+    except OSError as e:
+        if to_stderr:
+            raise
+        _stdout_failed(e, "the report")
+
+
+# --------------------------------------------------------------------------
+# arguments
+# --------------------------------------------------------------------------
 def _bad(param_hint, error):
     return click.BadParameter(str(error), param_hint=param_hint)
 
 
-def _ask(value, prompt, default, value_type, interactive):
+def _ask(value, prompt, default, value_type):
     if value is not None:
         return value
-    if interactive:
-        return click.prompt(prompt, default=default, type=value_type, err=True)
-    return default
+    return click.prompt(prompt, default=default, type=value_type, err=True)
 
 
-def _load(image_path, use_sample):
-    """The pixels, the input's path (None for the sample), its name and file size."""
+def _image_answer(text):
+    """The image path typed, pasted or dragged in at the prompt.
+
+    Terminals quote a dragged-in path ('...' or "...") or escape its spaces
+    (My\\ Photo.jpg): both are undone; ``~`` is expanded.
+    """
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    elif "\\" in text and not os.path.exists(os.path.expanduser(text)):
+        with contextlib.suppress(ValueError):
+            parts = shlex.split(text)
+            if len(parts) == 1:
+                text = parts[0]
+    path = os.path.expanduser(text)
+    return click.Path(exists=True, dir_okay=False, path_type=Path).convert(path, None, None)
+
+
+def _output_path(value, default_name, option):
+    """Where an output goes: a Path, or _STDOUT for '-'.
+
+    None gives ``default_name`` in the current folder; a value ending in '/'
+    names a folder, and the file is ``default_name`` in it.
+    """
+    if value is None:
+        return Path(default_name)
+    if value == "-":
+        return _STDOUT
+    if value == "":
+        raise _bad(option, "an empty name: give a file name")
+    if value.endswith(("/", os.sep)):
+        return Path(value) / default_name
+    return Path(value)
+
+
+def _check_outputs(kio, outputs, in_path):
+    """Refuse, before any work, outputs that cannot or should not be written.
+
+    ``outputs``: (path, option, flag, given, kind, suffixes) for the PNG and
+    the JPEG; path None: no such output.
+    """
+    if sum(out[0] is _STDOUT for out in outputs) > 1:
+        raise click.UsageError("'-o -' and '--jpeg-output -' both name standard output: "
+                               "only one file can go there")
+    avoid = {"the input image": in_path}
+    for path, option, flag, given, kind, suffixes in outputs:
+        if path is None:
+            continue
+        if path is _STDOUT:
+            if sys.stdout is None:
+                raise _bad(option, "'-' means standard output, which is closed: "
+                                   "give a file name")
+            if _stdout_is_terminal():
+                raise _bad(option, "'-' means standard output, which is a terminal: "
+                                   "redirect it to a file or a pipe (... > out.png)")
+            continue
+        try:
+            kio.check_output(path, avoid=avoid)
+        except kio.ImageIOError as e:
+            if given:
+                raise _bad(option, e) from None
+            raise click.UsageError(f"{e}, or name the file with {flag}") from None
+        if path.suffix.lower() not in suffixes:
+            raise _bad(option, f"'{path}' does not end in {' or '.join(suffixes)}, but the "
+                               f"file written is a {kind}: name it, say, "
+                               f"'{path.with_suffix(suffixes[0])}'")
+        avoid = {**avoid, f"the {kind} output": path}
+
+
+def _load(kio, image_path, use_sample, max_pixels):
+    """The pixels, the input's path (None for the sample), its size in bytes, notes."""
     if use_sample:
+        from .sample import sample_image
         image = sample_image()
-        return image, None, "sample", image.nbytes
-    if image_path is None:
-        raise click.UsageError("Missing argument 'IMAGE': name an image file, "
-                               "or use --sample for the built-in sample image")
-    try:
-        image = kio.read_image(image_path)
-    except kio.ImageIOError as e:
-        raise _bad("'IMAGE'", e) from None
-    return image, image_path, image_path.stem, image_path.stat().st_size
+        return image, None, image.nbytes, []
+    limit = "auto" if max_pixels is None else (max_pixels or None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", kio.MultiFrameWarning)
+        try:
+            image = kio.read_image(image_path, max_pixels=limit)
+        except kio.ImageIOError as e:
+            raise _bad("'IMAGE'", e) from None
+    notes = []
+    for w in caught:
+        if issubclass(w.category, kio.MultiFrameWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return image, image_path, image_path.stat().st_size, notes
 
 
-def _quality(reference, image):
-    return {"psnr": psnr(reference, image), "ssim": ssim(reference, image)}
-
-
+# --------------------------------------------------------------------------
+# the report
+# --------------------------------------------------------------------------
 def _json_number(x):
     return None if isinstance(x, float) and math.isinf(x) else x
 
 
-def _print_table(report):
+def _plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _summary(km, k):
+    """The line after the table: the palette, the PNG, what k-means did."""
+    n = km["colors"]
+    depth = f"{km['bit_depth']}-bit indexed PNG" if km["bit_depth"] else "truecolour PNG"
+    head = f"k-means: {_plural(n, 'colour')}, {depth}"
+    if km["distinct_colors"] <= k:
+        has = "only " if km["distinct_colors"] < k else "exactly "
+        return f"{head}; the image has {has}{_plural(km['distinct_colors'], 'colour')}: " \
+               "all kept exactly"
+    if km["steps"] == 0:
+        return f"{head}; no k-means step run (--steps 0): the initial colours"
+    state = "converged" if km["converged"] else "not converged (raise --steps?)"
+    return f"{head}, {km['steps_run']} of {_plural(km['steps'], 'step')} run, {state}"
+
+
+def _print_table(report, k, err):
     """The report as a table, then a summary line and the files written."""
+    def echo(text):
+        click.echo(text, err=err)
+
     original = "original (raw)" if report["input"]["sample"] else "original"
     rows = [(original, report["input"], False), ("k-means PNG", report["kmeans"], True)]
     if report["jpeg"] is not None:
         rows.append((f"JPEG q{report['jpeg']['quality']}", report["jpeg"], True))
-    click.echo(f"{'':<15}{'bytes':>13}{'ratio':>9}{'bits/px':>9}{'PSNR dB':>9}{'SSIM':>8}"
-               f"{'seconds':>9}")
+    echo(f"{'':<15}{'bytes':>13}{'ratio':>9}{'bits/px':>9}{'PSNR dB':>9}{'SSIM':>8}"
+         f"{'seconds':>9}")
     for label, row, measured in rows:
         quality = (f"{row['psnr']:>9.2f}{row['ssim']:>8.4f}" if measured
                    else f"{'-':>9}{'-':>8}")
-        click.echo(f"{label:<15}{row['bytes']:>13,}{row['ratio']:>8.1f}x{row['bpp']:>9.2f}"
-                   f"{quality}{row['seconds']:>9.2f}")
-    km = report["kmeans"]
-    depth = f"{km['bit_depth']}-bit indexed PNG" if km["bit_depth"] else "truecolour PNG"
-    state = "converged" if km["converged"] else "not converged (raise --steps?)"
-    click.echo(f"k-means: {km['colors']} colours, {depth}, {km['steps_run']} of "
-               f"{km['steps']} steps run, {state}")
-    jpeg = f" and {report['jpeg']['path']}" if report["jpeg"] else ""
-    click.echo(f"wrote {km['path']}{jpeg}")
+        echo(f"{label:<15}{row['bytes']:>13,}{row['ratio']:>8.1f}x{row['bpp']:>9.2f}"
+             f"{quality}{row['seconds']:>9.2f}")
+    echo(_summary(report["kmeans"], k))
+    written = [f"the {kind} to standard output" if part["path"] == _STDOUT else part["path"]
+               for kind, part in (("PNG", report["kmeans"]), ("JPEG", report["jpeg"]))
+               if part is not None]
+    echo("wrote " + " and ".join(written))
 
 
+def _as_json(report):
+    return {part: None if values is None else {k: _json_number(v) for k, v in values.items()}
+            for part, values in report.items()}
+
+
+# --------------------------------------------------------------------------
+# compress
+# --------------------------------------------------------------------------
 @main.command()
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("-k", "--colors", type=click.IntRange(1, MAX_COLORS), metavar="N",
               help=f"Number of colours, 1 to {MAX_COLORS}.  [default: {DEFAULT_COLORS}; "
-                   "asked for on a terminal]")
+                   "asked for on a terminal when no IMAGE is given]")
 @click.option("--steps", type=click.IntRange(min=0), metavar="N",
               help=f"Most k-means (Lloyd) steps; it stops earlier once converged.  "
-                   f"[default: {DEFAULT_STEPS}; asked for on a terminal]")
+                   f"[default: {DEFAULT_STEPS}; asked for on a terminal when no IMAGE is "
+                   "given]")
 @click.option("--init", type=click.Choice(INITS), default="kmeans++", show_default=True,
               help="How to pick the starting colours.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Random seed: the same seed gives the same file.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="PATH",
-              help="Output PNG.  [default: <input name>_k<N>.png here]")
+@click.option("-o", "--output", type=click.Path(allow_dash=True), metavar="PATH",
+              help="Output PNG (a name ending in .png); a folder ending in '/' to write "
+                   "the default name there; '-' for standard output (the report then goes "
+                   "to stderr).  [default: <input name>_k<N>.png here]")
 @click.option("--jpeg/--no-jpeg", default=True, show_default=True,
               help="Also write a JPEG of the original, for comparison.")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=kio.JPEG_QUALITY,
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=JPEG_QUALITY,
               show_default=True, metavar="Q", help="Quality of the comparison JPEG.")
-@click.option("--jpeg-output", type=click.Path(path_type=Path), default=JPEG_OUTPUT,
-              show_default=True, metavar="PATH", help="Where to write the comparison JPEG.")
+@click.option("--jpeg-output", type=click.Path(allow_dash=True), default=JPEG_OUTPUT,
+              show_default=True, metavar="PATH",
+              help="Where to write the comparison JPEG (.jpg or .jpeg; a folder ending in "
+                   "'/'; '-' for standard output).")
 @click.option("--jpeg-match-size", is_flag=True,
               help="Pick the JPEG quality whose file size is closest to the PNG's.")
-@click.option("--png-level", type=click.IntRange(0, 9), default=kio.PNG_LEVEL, show_default=True,
+@click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True,
               metavar="0-9",
-              help="PNG (zlib) compression level: 0 fastest, 9 smallest (a few % smaller "
-                   "than 6, several times slower).")
+              help="PNG (zlib) compression level: 0 fastest, 9 smallest (1-4% smaller "
+                   "than 6, up to ten times slower).")
+@click.option("--max-pixels", type=click.IntRange(min=0), metavar="N",
+              help="Refuse images of more than N pixels (0: no limit), checked from the "
+                   "file's header before decoding.  [default: 500,000,000, less when the "
+                   "memory available is short]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--show", is_flag=True, help="Open the written files in the image viewer.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
@@ -183,13 +520,17 @@ def _print_table(report):
               help="Use the built-in sample image (generated, 1024x768) instead of IMAGE.")
 @click.pass_context
 def compress(ctx, image, colors, steps, init, seed, output, jpeg, jpeg_quality, jpeg_output,
-             jpeg_match_size, png_level, as_json, show, quiet, use_sample):
+             jpeg_match_size, png_level, max_pixels, as_json, show, quiet, use_sample):
     """Quantize IMAGE to N colours, write an indexed PNG, compare with JPEG.
 
     IMAGE is any file OpenCV reads (JPEG, PNG, TIFF, WebP, BMP...).  The report
     gives, for the original, the k-means PNG and the JPEG: bytes, ratio to the
     raw pixels, bits per pixel, PSNR and SSIM against the original, and seconds.
+    Without IMAGE (and without --sample), on a terminal, it asks for the image,
+    the number of colours and the steps.
     """
+    from . import io as kio     # the library: imported now, not at start-up (see _Group)
+
     if use_sample and image is not None:
         raise click.UsageError(f"give IMAGE or --sample, not both (got '{image}')")
     if jpeg_match_size:
@@ -198,71 +539,85 @@ def compress(ctx, image, colors, steps, init, seed, output, jpeg, jpeg_quality, 
         if ctx.get_parameter_source("jpeg_quality") is not click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--jpeg-match-size picks the quality itself: "
                                    "drop --jpeg-quality")
-    interactive = _stdin_is_terminal()
-    if image is None and not use_sample and interactive:
-        image = click.prompt("Image file", err=True, type=click.Path(
-            exists=True, dir_okay=False, path_type=Path))
-    colors = _ask(colors, "Number of colours", DEFAULT_COLORS,
-                  click.IntRange(1, MAX_COLORS), interactive)
-    steps = _ask(steps, "Most k-means steps", DEFAULT_STEPS, click.IntRange(min=0), interactive)
+    if image is None and not use_sample:
+        if not _stdin_is_terminal():
+            raise click.UsageError("Missing argument 'IMAGE': name an image file, "
+                                   "or use --sample for the built-in sample image")
+        image = click.prompt("Image file", err=True, value_proc=_image_answer)
+        colors = _ask(colors, "Number of colours", DEFAULT_COLORS,
+                      click.IntRange(1, MAX_COLORS))
+        steps = _ask(steps, "Most k-means steps", DEFAULT_STEPS, click.IntRange(min=0))
+    colors = DEFAULT_COLORS if colors is None else colors
+    steps = DEFAULT_STEPS if steps is None else steps
 
-    started = time.perf_counter()
-    pixels, in_path, name, in_bytes = _load(image, use_sample)
-    read_seconds = time.perf_counter() - started
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    name = "sample" if use_sample else image.stem
+    png_path = _output_path(output, f"{name}_k{colors}.png", "'-o' / '--output'")
+    jpeg_given = (ctx.get_parameter_source("jpeg_output")
+                  is not click.core.ParameterSource.DEFAULT)
+    jpeg_path = (_output_path(jpeg_output if jpeg_given else None, JPEG_OUTPUT,
+                              "'--jpeg-output'") if jpeg else None)
+    _check_outputs(kio, [(png_path, "'-o' / '--output'", "-o", output is not None, "PNG",
+                          (".png",)),
+                         (jpeg_path, "'--jpeg-output'", "--jpeg-output", jpeg_given, "JPEG",
+                          (".jpg", ".jpeg"))],
+                   None if use_sample else image)
+    to_stderr = _STDOUT in (png_path, jpeg_path)
 
-    png_path = output if output is not None else Path(f"{name}_k{colors}.png")
-    jpeg_path = jpeg_output if jpeg else None
+    progress = _Progress(not (quiet or as_json) and _stderr_is_terminal())
     try:
-        kio.check_output(png_path, avoid={"the input image": in_path})
-    except kio.ImageIOError as e:
-        raise _bad("'-o' / '--output'", e) from None
-    if jpeg_path is not None:
+        progress(f"reading {name}")
+        started = time.perf_counter()
+        pixels, in_path, in_bytes, notes = _load(kio, image, use_sample, max_pixels)
+        read_seconds = time.perf_counter() - started
+        height, width = pixels.shape[:2]
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        if height * width >= _PROGRESS_PIXELS or colors * height * width >= _PROGRESS_WORK:
+            progress.show()
         try:
-            kio.check_output(jpeg_path, avoid={"the input image": in_path,
-                                               "the PNG output": png_path})
+            report = _run(kio, pixels, colors, steps, init, seed, png_path, png_level,
+                          jpeg_path, jpeg_quality, jpeg_match_size, progress)
         except kio.ImageIOError as e:
-            raise _bad("'--jpeg-output'", e) from None
-
-    progress = _Progress(not (quiet or as_json) and _stderr_is_terminal()
-                         and height * width >= _PROGRESS_PIXELS)
-    try:
-        report = _run(pixels, colors, steps, init, seed, png_path, png_level, jpeg_path,
-                      jpeg_quality, jpeg_match_size, progress)
-    except kio.ImageIOError as e:
-        raise click.ClickException(str(e)) from None
-    except (ValueError, TypeError) as e:
-        raise click.ClickException(f"cannot compress {name}: {e}") from None
-    except MemoryError:
-        raise click.ClickException(f"not enough memory for a {width}x{height} image with "
-                                   f"{colors} colours: try fewer colours") from None
+            raise click.ClickException(str(e)) from None
+        except MemoryError:
+            raise click.ClickException(f"not enough memory for a {width}x{height} image "
+                                       f"with {colors} colours: try fewer colours") from None
     finally:
         progress.done()
-    if report["kmeans"]["bit_depth"] is None and not quiet:
-        click.echo(f"note: {report['kmeans']['colors']} colours do not fit a PNG palette "
-                   f"(at most {kio.PALETTE_MAX}): the PNG is truecolour", err=True)
+    if not quiet:
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+        if report["kmeans"]["bit_depth"] is None:
+            click.echo(f"note: {report['kmeans']['colors']} colours do not fit a PNG palette "
+                       f"(at most {PALETTE_MAX}): the PNG is truecolour", err=True)
 
+    from .metrics import size_stats
     report = {"input": {"path": None if in_path is None else str(in_path),
                         "sample": use_sample, "width": width, "height": height,
                         "channels": channels, "bytes": in_bytes, "raw_bytes": pixels.nbytes,
                         "seconds": read_seconds, **size_stats(in_bytes, height, width, channels)},
               **report}
-    if as_json:
-        click.echo(json.dumps(_as_json(report), indent=2))
-    elif not quiet:
-        _print_table(report)
+    with _printing_report(to_stderr):
+        if as_json:
+            click.echo(json.dumps(_as_json(report), indent=2), err=to_stderr)
+        elif not quiet:
+            _print_table(report, colors, to_stderr)
     if show:
         for path in (png_path, jpeg_path):
-            if path is not None:
+            if path is not None and path is not _STDOUT:
                 click.launch(str(path))
 
 
-def _run(pixels, colors, steps, init, seed, png_path, png_level, jpeg_path, jpeg_quality,
+def _run(kio, pixels, colors, steps, init, seed, png_path, png_level, jpeg_path, jpeg_quality,
          jpeg_match_size, progress):
     """Quantize, encode, measure, then write the files; the report's kmeans and jpeg parts."""
+    from .api import quantize
+    from .metrics import psnr, size_stats, ssim
+
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+
+    def quality(reference, image):
+        return {"psnr": psnr(reference, image), "ssim": ssim(reference, image)}
 
     progress(f"k-means, {colors} colours")
     started = time.perf_counter()
@@ -273,12 +628,13 @@ def _run(pixels, colors, steps, init, seed, png_path, png_level, jpeg_path, jpeg
     png = kio.png_bytes(q.palette, q.labels, level=png_level)
     files = {png_path: png}
     kmeans = {"path": str(png_path), "bytes": len(png), "colors": len(q.palette),
+              "distinct_colors": q.n_distinct,
               "bit_depth": kio.palette_bit_depth(len(q.palette)), "steps": steps,
               "steps_run": q.steps_run, "converged": q.converged,
               "seconds": time.perf_counter() - started,
               **size_stats(len(png), height, width, channels)}
     progress("measuring the PNG")
-    kmeans.update(_quality(pixels, q.image().reshape(pixels.shape)))
+    kmeans.update(quality(pixels, q.image().reshape(pixels.shape)))
 
     report = {"kmeans": kmeans, "jpeg": None}
     if jpeg_path is not None:
@@ -295,12 +651,11 @@ def _run(pixels, colors, steps, init, seed, png_path, png_level, jpeg_path, jpeg
         progress("measuring the JPEG")
         # JPEG keeps no alpha: compare the colour channels only
         reference = pixels[:, :, :3] if channels == 4 else pixels
-        report["jpeg"].update(_quality(reference, kio.decode_image(jpeg, "the JPEG")))
+        report["jpeg"].update(quality(reference, kio.decode_image(jpeg, "the JPEG",
+                                                                  max_pixels=None)))
     progress("writing")
+    to_stdout = files.pop(_STDOUT, None)
     kio.write_files(files)
+    if to_stdout is not None:
+        _write_stdout(to_stdout, "the PNG" if png_path is _STDOUT else "the JPEG")
     return report
-
-
-def _as_json(report):
-    return {part: None if values is None else {k: _json_number(v) for k, v in values.items()}
-            for part, values in report.items()}

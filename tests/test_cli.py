@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import kmeans_fast.sample
 from kmeans_fast import __version__, cli, quantize
 from kmeans_fast import io as kio
 from kmeans_fast.api import DEFAULT_STEPS
@@ -53,7 +54,7 @@ def interactive(monkeypatch):
 @pytest.fixture
 def small_sample(monkeypatch):
     """--sample gives a 64x96 sample, to keep the tests fast."""
-    monkeypatch.setattr(cli, "sample_image", lambda: sample_image(64, 96))
+    monkeypatch.setattr(kmeans_fast.sample, "sample_image", lambda: sample_image(64, 96))
 
 
 # --------------------------------------------------------------------------
@@ -267,7 +268,7 @@ def terminal_stderr(monkeypatch):
 def test_progress_on_a_terminal(runner, image_file, terminal_stderr):
     result = run(runner, "compress", "photo.png", "-k", 4, *FAST)
     assert result.exit_code == 0
-    q = cli.quantize(cli.kio.read_image(image_file), 4, steps=4, seed=0)
+    q = quantize(kio.read_image(image_file), 4, steps=4, seed=0)
     for done in range(q.steps_run + 1):                          # steps done / total
         assert f"k-means, 4 colours, step {done}/4..." in result.stderr
     assert result.stderr.endswith("\r")                          # the line is wiped at the end
@@ -282,6 +283,7 @@ def test_no_progress_with_json_or_quiet(runner, image_file, terminal_stderr, fla
 
 def test_no_progress_for_small_images(runner, image_file, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli, "_PROGRESS_AFTER", 600.0)          # a short run
     assert run(runner, "compress", "photo.png", "-k", 4, *FAST).stderr == ""
 
 
@@ -342,7 +344,6 @@ def test_bad_options(runner, image_file, work, args, words):
     (["-o", "photo.png"], ["'--output'", "is the input image"]),
     (["-o", "./sub/../photo.png"], ["is the input image"]),
     (["--jpeg-output", "photo.png"], ["'--jpeg-output'", "is the input image"]),
-    (["-o", "same.jpg", "--jpeg-output", "same.jpg"], ["is the PNG output"]),
     (["-o", "nowhere/out.png"], ["'--output'", "does not exist"]),
     (["--jpeg-output", "nowhere/out.jpg"], ["'--jpeg-output'", "does not exist"]),
     (["-o", "photo.png/out.png"], ["is not a folder"]),
@@ -384,8 +385,14 @@ def test_unwritable_output_folder_even_as_root(runner, image_file, work, monkeyp
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", read_only)
+    result = run(runner, "compress", "photo.png", "-k", 4, "-o", "out.png")
+    assert_clean_error(result, 2, "'--output'", "cannot write in the current folder",
+                       str(work), "Permission denied")
+    assert os.listdir(work) == ["photo.png"]
+    # no -o given: the folder is to blame, not -o (issue 11, item 11)
     result = run(runner, "compress", "photo.png", "-k", 4)
-    assert_clean_error(result, 2, "'--output'", "cannot write in folder", "Permission denied")
+    assert_clean_error(result, 2, f"current folder '{work}'", "Permission denied", "with -o")
+    assert "Invalid value" not in result.stderr and "'--output'" not in result.stderr
     assert os.listdir(work) == ["photo.png"]
 
 
