@@ -54,7 +54,7 @@ __all__ = ["DEFAULT_LEVEL", "LEVELS", "PIECE_SIZE", "PALETTE_MAX", "encode_png",
 
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 PNG_MAX_SIDE = 2**31 - 1    # the largest width or height PNG allows
-PIECE_SIZE = 1 << 20        # bytes of scanline data per independently compressed piece
+PIECE_SIZE = 1 << 18        # bytes of scanline data per independently compressed piece
 DEFAULT_LEVEL = 6
 
 LEVELS = {
