@@ -4,7 +4,7 @@ Each kernel turns rows of palette indices into PNG scanlines: one filter byte
 (always 0, "None": measured best for quantized images, see :mod:`.png`)
 followed by the row's samples.  Rows are independent, so the kernels split the
 rows into ``n_workers`` contiguous shares and the output is the same for any
-worker count.  Each worker also records the largest label it saw, so the caller
+worker count; each kernel also has a serial twin compiled from the same body.  Each worker also records the largest label it saw, so the caller
 can reject labels outside the palette without a second pass over the image.
 Kernel arguments are marked ``# IN``, ``# OUT`` or ``# INOUT``.
 """
@@ -79,8 +79,7 @@ def _pack_row(src, lut, remap, bits, dst):
     return top
 
 
-@njit(parallel=True, cache=True)
-def pack_indexed(labels, lut, remap, bits, out, n_workers):
+def _pack_indexed(labels, lut, remap, bits, out, n_workers):
     """Scanlines of an indexed PNG at 1, 2, 4 or 8 bits per pixel.
 
     labels : (H, W) uint8 or uint16                # IN
@@ -126,8 +125,7 @@ def _gather_row(src, palette, dst):
     return top
 
 
-@njit(parallel=True, cache=True)
-def pack_truecolour(labels, palette, out, n_workers):
+def _pack_truecolour(labels, palette, out, n_workers):
     """Scanlines of a gray, RGB or RGBA PNG of ``palette[labels]`` at 8 bits.
 
     labels : (H, W) uint8 or uint16                # IN
@@ -147,3 +145,11 @@ def pack_truecolour(labels, palette, out, n_workers):
             top = max(top, _gather_row(labels[r], palette, row[1:]))
         tops[t] = top
     return tops
+
+
+# Each body compiled twice: parallel for big inputs, and a serial twin for small
+# bands, where starting the threads would cost more than the work.
+pack_indexed = njit(parallel=True, cache=True)(_pack_indexed)
+pack_indexed_serial = njit(cache=True)(_pack_indexed)
+pack_truecolour = njit(parallel=True, cache=True)(_pack_truecolour)
+pack_truecolour_serial = njit(cache=True)(_pack_truecolour)

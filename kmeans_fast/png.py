@@ -55,6 +55,7 @@ __all__ = ["DEFAULT_LEVEL", "LEVELS", "PIECE_SIZE", "PALETTE_MAX", "encode_png",
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 PNG_MAX_SIDE = 2**31 - 1    # the largest width or height PNG allows
 PIECE_SIZE = 1 << 18        # bytes of scanline data per independently compressed piece
+_PARALLEL_MIN = 1 << 16     # labels below which a band is packed on one thread
 DEFAULT_LEVEL = 6
 
 LEVELS = {
@@ -212,12 +213,15 @@ class _Layout:
     def pack(self, labels, n_workers):
         """Scanlines (filter byte + samples) of ``labels``: (h, row_bytes) uint8."""
         out = np.empty((labels.shape[0], self.row_bytes), np.uint8)
-        n_workers = max(1, min(n_workers, labels.shape[0]))
+        serial = labels.size < _PARALLEL_MIN or n_workers == 1
+        n_workers = 1 if serial else min(n_workers, labels.shape[0])
         table = self._table(labels.dtype)
         if self.indexed:
-            tops = _k.pack_indexed(labels, table, self.remap, self.bits, out, n_workers)
+            kernel = _k.pack_indexed_serial if serial else _k.pack_indexed
+            tops = kernel(labels, table, self.remap, self.bits, out, n_workers)
         else:
-            tops = _k.pack_truecolour(labels, table, out, n_workers)
+            kernel = _k.pack_truecolour_serial if serial else _k.pack_truecolour
+            tops = kernel(labels, table, out, n_workers)
         top = int(tops.max())
         if top >= self.n_colors:
             raise ValueError(f"labels hold {top}: palette indices must be 0..{self.n_colors - 1} "
@@ -261,7 +265,8 @@ class _IdatStream:
         self._write = write
         self._level = level
         self._piece = PIECE_SIZE if piece_size is None else piece_size
-        self._pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+        self._threads = n_threads
+        self._pool = None                      # started with the first piece that can overlap
         self._max_queue = 2 * n_threads
         self._queue = collections.deque()      # futures (or bytes) of pieces, in order
         self._pending = bytearray()            # the start of the next piece
@@ -303,9 +308,11 @@ class _IdatStream:
             self._window = bytes(piece[len(piece) - _WINDOW:])
         else:
             self._window = (window + bytes(piece))[-_WINDOW:]
-        if self._pool is None:
+        if self._threads == 1 or (final and not self._queue):     # nothing to overlap with
             self._queue.append((_deflate_piece(window, piece, self._level, final), final))
         else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._threads)
             self._queue.append((self._pool.submit(_deflate_piece, window, piece, self._level,
                                                   final), final))
         self._drain(self._max_queue)

@@ -133,7 +133,9 @@ def labels_of(k, shape, seed=1, dtype=None):
 
 @pytest.fixture
 def threads():
-    """Restore numba's thread count after a test that changes it."""
+    """Restore numba's thread count after a test that sets it to 1 or 2."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba to allow 2 threads")
     saved = numba.get_num_threads()
     yield
     numba.set_num_threads(saved)
@@ -433,8 +435,10 @@ def test_bad_labels(labels, error, match):
 
 
 @pytest.mark.parametrize("k", [3, 256, 300])
-def test_label_equal_to_k_is_caught_in_any_row(k):
+def test_label_equal_to_k_is_caught_in_any_row(k, threads, monkeypatch):
     """The kernel's check sees every worker's rows, not only the first."""
+    monkeypatch.setattr(png, "_PARALLEL_MIN", 0)        # the parallel kernel, even this small
+    numba.set_num_threads(2)
     labels = labels_of(k, (30, 7), dtype=np.uint16 if k >= 256 else np.uint8)
     labels[-1, -1] = k
     with pytest.raises(ValueError, match=f"labels hold {k}"):
@@ -450,14 +454,17 @@ def test_pack_kernels_at_forced_worker_counts(k):
     layout = png._Layout(palette_of(k, 3), 13, 21)
     table = layout._table(labels.dtype)
     outs = []
-    for n_workers in (1, 2, 3, 7):
-        out = np.full((13, layout.row_bytes), 77, np.uint8)   # no stale zeros to hide in
-        if layout.indexed:
-            tops = kernels.pack_indexed(labels, table, layout.remap, layout.bits, out, n_workers)
-        else:
-            tops = kernels.pack_truecolour(labels, table, out, n_workers)
-        assert len(tops) == n_workers and tops.max() == labels.max()
-        outs.append(out)
+    for serial in (False, True):
+        for n_workers in (1, 2, 3, 7):
+            out = np.full((13, layout.row_bytes), 77, np.uint8)   # no stale zeros to hide in
+            if layout.indexed:
+                kernel = kernels.pack_indexed_serial if serial else kernels.pack_indexed
+                tops = kernel(labels, table, layout.remap, layout.bits, out, n_workers)
+            else:
+                kernel = kernels.pack_truecolour_serial if serial else kernels.pack_truecolour
+                tops = kernel(labels, table, out, n_workers)
+            assert len(tops) == n_workers and tops.max() == labels.max()
+            outs.append(out)
     want = (pack_reference(labels, layout.bits) if layout.indexed
             else palette_of(k, 3)[labels].reshape(13, -1))
     for out in outs:
