@@ -44,7 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-import oxipng
 from zlib_ng import zlib_ng
 
 from . import _png_kernels as _k
@@ -540,6 +539,17 @@ def encode_png(palette, labels, *, level=DEFAULT_LEVEL, optimize=False):
 def optimize_png(data):
     """Losslessly shrink a PNG with oxipng; the pixels stay exactly the same.
 
+    oxipng (``pyoxipng``) tries bit depth, colour type and palette reductions
+    (sorting the palette among them), row filters and libdeflate's strongest
+    levels, and keeps the smallest result.  It runs at its default effort
+    (``level=2``), chosen by measurement: on 24 MP photo-like images it makes
+    :func:`encode_png`'s default output about 19%, 13% and 6% smaller at
+    k = 16, 64 and 256, in several seconds.  libdeflate level 12 instead of
+    oxipng's 11 gained 2% more at k = 16, 0.2% at 64 and lost 0.4% at 256, for
+    1.5-2x the time; efforts 3 to 6 and Zopfli gained at most 0.3% (Zopfli:
+    lost 1.3%) for 3-8x the time.  Metadata chunks are kept (the files
+    :func:`encode_png` writes have none to strip).
+
     Parameters
     ----------
     data : bytes
@@ -548,9 +558,20 @@ def optimize_png(data):
     Returns
     -------
     bytes
-        The smaller PNG (or ``data`` itself when oxipng finds nothing smaller).
+        The optimized PNG (``data`` unchanged when nothing smaller is found).
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is not a PNG oxipng can read.
     """
-    return oxipng.optimize_from_memory(bytes(data), **_OXIPNG_OPTIONS)
+    import oxipng
+
+    try:
+        return oxipng.optimize_from_memory(bytes(data), level=_OXIPNG_LEVEL)
+    except oxipng.PngError as e:
+        raise ValueError(f"oxipng cannot optimize this data ({e}): pass the bytes of a "
+                         "valid PNG file") from None
 
 
-_OXIPNG_OPTIONS = dict(level=2)
+_OXIPNG_LEVEL = 2

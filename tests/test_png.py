@@ -9,7 +9,9 @@ filter bytes, a long tRNS) is checked too.
 
 import io
 import struct
+import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numba
@@ -318,6 +320,13 @@ def test_optimize_keeps_the_pixels(k, n_channels):
     assert_decodes_to(optimized, palette, labels)
 
 
+@pytest.mark.parametrize("data", [b"", b"not a png", SIGNATURE + bytes(30)])
+def test_optimize_png_rejects_bad_data(data):
+    with pytest.raises(ValueError, match="oxipng cannot optimize this data") as caught:
+        png.optimize_png(data)
+    assert "\n" not in str(caught.value)
+
+
 # --------------------------------------------------------------------------
 # streaming writer
 # --------------------------------------------------------------------------
@@ -509,3 +518,20 @@ def test_zlib_stream_header_and_adler():
         assert not flg & 0x20                                   # no preset dictionary
         raw = zlib.decompress(stream)
         assert stream[-4:] == struct.pack(">I", zlib.adler32(raw))
+
+
+# --------------------------------------------------------------------------
+# the benchmark keeps running
+# --------------------------------------------------------------------------
+def test_benchmark_script_runs(capsys):
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:        # benchmarks/ is a folder of the repository, not installed
+        sys.path.insert(0, root)
+    from benchmarks import png_encode
+
+    argv = ["--size", "24x40", "--k", "4", "300", "--repeats", "1", "--alternatives"]
+    assert png_encode.main(argv) == 0
+    out = capsys.readouterr().out
+    for text in ("k=4 ", "k=300 ", "Pillow level 6", "encode_png default (level 6)",
+                 "write_png_bands", "optimize=True", "by luma       filter adaptive min-sum"):
+        assert text in out
