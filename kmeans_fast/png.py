@@ -9,12 +9,15 @@ above) several times faster, and usually smaller:
   (:mod:`kmeans_fast._png_kernels`), which also checks that every label is
   below k.
 * **Row filter**: always "None".  Quantized images repeat exact values, which
-  deflate's matches catch directly; the "Sub"/"Up"/"Paeth" filters and the
-  adaptive minimum-sum heuristic (libpng's, and Pillow's) turn those repeats
-  into less regular differences.  Measured on 24 MP photo-like images, None is
-  10-45% smaller than the adaptive choice at k = 16, 64, 256 and 1000, and no
-  palette order (by luma, by frequency) changed that (see
-  ``benchmarks/png_encode.py``).
+  deflate's matches catch directly; the other filters and the adaptive
+  minimum-sum heuristic (libpng's, and Pillow's) turn those repeats into less
+  regular differences.  On 24 MP photo-like images at k = 16, 64 and 256 the
+  adaptive choice made the compressed data 30%, 81% and 41% larger than None
+  (39% for truecolour at k = 1000), and the best single other filter 4-32%
+  larger, whether the palette was kept as quantized or sorted by luma or by
+  frequency; with None, those palette orders changed the size by 0.1% at most,
+  so the palette keeps its order (``python -m benchmarks.png_encode
+  --alternatives``).
 * **Deflate**: zlib-ng, in fixed pieces of :data:`PIECE_SIZE` bytes of
   scanline data compressed on parallel threads, joined as pigz joins them:
   each piece starts with the 32 KiB that precede it as its dictionary (so
@@ -58,18 +61,25 @@ _PARALLEL_MIN = 1 << 16     # labels below which a band is packed on one thread
 DEFAULT_LEVEL = 6
 
 LEVELS = {
-    0: "no compression (stored blocks): fastest, as large as the raw scanlines",
-    1: "zlib-ng 'quick': static Huffman codes, very fast, poor on most images",
-    2: "zlib-ng 'fast' (greedy matching, short chains)",
-    3: "zlib-ng 'fast', longer chains",
-    4: "zlib-ng 'medium' (lazy matching over short chains)",
-    5: "zlib-ng 'medium', longer chains",
-    6: "zlib-ng 'medium', longer chains still (default): about Pillow level 6's size",
-    7: "zlib-ng 'slow' (lazy matching, long chains)",
-    8: "zlib-ng 'slow', longer chains",
-    9: "zlib-ng 'slow', longest chains: smallest, several times slower than 6",
+    0: "no compression (stored blocks): fastest, larger than the raw scanlines",
+    1: "'quick': static Huffman codes, very fast, but 1.4-2.2x Pillow's size",
+    2: "'fast': greedy matching, hash chains of 4",
+    3: "'medium': lazy matching, chains of 6; 0.86-1.22x Pillow's size",
+    4: "'medium', chains of 24",
+    5: "'medium', chains of 32; 0.82-1.015x Pillow's size",
+    6: "'medium', chains of 128 (default); 0.81-1.01x Pillow's size",
+    7: "'slow': full lazy matching, chains of 256",
+    8: "'slow', chains of 1024",
+    9: "'slow', chains of 4096; 0.76-1.0x Pillow's size, 3-10x slower than 6",
 }
-"""What each ``level`` does: levels are zlib-ng's own levels 0-9."""
+"""What each ``level`` does: levels are zlib-ng's own levels 0-9.
+
+The strategies and hash-chain lengths are those of zlib-ng 2.3 (its
+``configuration_table``; they may change between versions, and so may the
+exact bytes).  Sizes are relative to Pillow level 6
+(``kmeans_fast.io.png_bytes``) on 24 MP photo-like images quantized to
+k = 16, 64 and 256 colours.
+"""
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _WINDOW = 1 << 15           # deflate's window: a piece's dictionary
@@ -349,7 +359,8 @@ class PngWriter:
     Parameters
     ----------
     fileobj : binary file object
-        Anything with a ``write(bytes)`` method.  It is not closed.
+        A buffered binary file (``open(path, "wb")``, ``io.BytesIO``): anything
+        whose ``write(bytes)`` writes all it is given.  It is not closed.
     palette : ndarray of shape (k, C), dtype uint8
         C is 1 (gray), 3 (RGB) or 4 (RGBA); see :func:`encode_png`.
     height, width : int
