@@ -149,7 +149,8 @@ def _pack_truecolour(labels, palette, out, n_workers):
 
 # Each body compiled twice: parallel for big inputs, and a serial twin for small
 # bands, where starting the threads would cost more than the work.
-pack_indexed = njit(parallel=True, cache=True)(_pack_indexed)
-pack_indexed_serial = njit(cache=True)(_pack_indexed)
-pack_truecolour = njit(parallel=True, cache=True)(_pack_truecolour)
-pack_truecolour_serial = njit(cache=True)(_pack_truecolour)
+# nogil: a streaming writer packs its next band while threads compress the last.
+pack_indexed = njit(parallel=True, cache=True, nogil=True)(_pack_indexed)
+pack_indexed_serial = njit(cache=True, nogil=True)(_pack_indexed)
+pack_truecolour = njit(parallel=True, cache=True, nogil=True)(_pack_truecolour)
+pack_truecolour_serial = njit(cache=True, nogil=True)(_pack_truecolour)
