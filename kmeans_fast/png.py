@@ -29,7 +29,8 @@ above) several times faster, and usually smaller:
 * **Streaming**: :class:`PngWriter` takes the labels in bands of rows and
   writes each piece as soon as it is compressed, so an image larger than
   memory is never held whole; :func:`write_png_bands` drives it from an
-  iterable.  It writes exactly the same bytes as :func:`encode_png`.
+  iterable.  :func:`encode_png` is the same writer fed 2 MiB bands of
+  scanlines, so both write exactly the same bytes.
 * **Optimizing**: :func:`optimize_png` (or ``optimize=True``) runs oxipng, a
   lossless optimizer, for a smaller file at a much higher cost in time.
 
@@ -58,6 +59,7 @@ PALETTE_MAX = 256           # the most colours an indexed PNG holds
 PNG_MAX_SIDE = 2**31 - 1    # the largest width or height PNG allows
 PIECE_SIZE = 1 << 18        # bytes of scanline data per independently compressed piece
 _PARALLEL_MIN = 1 << 16     # labels below which a band is packed on one thread
+_BAND_BYTES = 1 << 21       # scanline bytes encode_png packs at a time
 DEFAULT_LEVEL = 6
 
 LEVELS = {
@@ -541,8 +543,13 @@ def encode_png(palette, labels, *, level=DEFAULT_LEVEL, optimize=False):
     palette = _check_palette(palette)
     labels = _check_labels(labels, palette.shape[0])
     sink = _Parts()
-    with PngWriter(sink, palette, labels.shape[0], labels.shape[1], level=level) as png:
-        png.write_rows(labels)
+    height, width = labels.shape
+    with PngWriter(sink, palette, height, width, level=level) as png:
+        # in bands: scanlines are packed just before they are compressed, in
+        # memory that is reused, and never all at once
+        rows = max(1, _BAND_BYTES // png._layout.row_bytes)
+        for start in range(0, height, rows):
+            png.write_rows(labels[start:start + rows])
     data = b"".join(sink.parts)
     return optimize_png(data) if optimize else data
 

@@ -484,6 +484,7 @@ def test_pack_kernels_at_forced_worker_counts(k):
 @pytest.mark.parametrize("k, n_channels", [(16, 3), (256, 4), (1000, 3)])
 def test_bytes_do_not_depend_on_threads(k, n_channels, threads, monkeypatch):
     monkeypatch.setattr(png, "PIECE_SIZE", 500)         # several pieces in flight
+    monkeypatch.setattr(png, "_BAND_BYTES", 1500)       # encode_png packs in several bands
     alpha = np.arange(k) % 256 if n_channels == 4 else None
     palette, labels = palette_of(k, n_channels, alpha=alpha), labels_of(k, (50, 120))
     got = {}
