@@ -1,7 +1,7 @@
 """Quality study: kmeans-fast against libimagequant, pngquant, Pillow and scikit-learn.
 
-    python -m benchmarks.quality            # full: 19 images, k = 16, 64, 256 -> benchmarks/results/
-    python -m benchmarks.quality --quick    # 7 smaller images, k = 16, 64 -> benchmarks/_work/quality-quick/
+    python -m benchmarks.quality            # 19 images, k = 16, 64, 256 -> benchmarks/results/
+    python -m benchmarks.quality --quick    # 7 images, k = 16, 64 -> benchmarks/_work/quality-quick/
     python -m benchmarks.quality --from-json FILE   # rewrite QUALITY.md only
 
 Every image of :mod:`benchmarks.quality_images` (real photos, near-grey photos,
@@ -17,15 +17,16 @@ flat graphics with gradients) is quantized at each k by
   their counts (PSNR only: the best a local k-means search finds).
 
 and scored with SSIMULACRA2 (the ``ssimulacra2`` package, on PNG files; it is
-slow, about 2.5 s per megapixel, so it runs on ``--jobs`` processes after each
-image's timings), PSNR, the seconds of the quantization (with the remap or
-dithering), and the size of the PNG.  Separately, the whole ``kmeans-fast
-compress --no-jpeg`` command is timed against ``pngquant`` on the same 4 MP PNG.
+slow, 2.5 to 7 s per megapixel on a shared 2-core machine, so it runs on
+``--jobs`` processes after each image's timings), PSNR, the seconds of the
+quantization (with the remap or dithering), and the size of the PNG.
+Separately, the whole ``kmeans-fast compress --no-jpeg`` command is timed
+against ``pngquant`` on the same 4 MP PNG.
 
-Writes ``QUALITY.md`` and ``quality.json``.  A full run writes to
-``benchmarks/results/``; ``--quick`` (and the hidden ``--tiny`` the tests run)
-write under ``benchmarks/_work/`` unless ``--out`` is given, so a quick run never
-overwrites the committed full results.
+Writes ``QUALITY.md`` and ``quality.json``.  Only a whole full run writes to
+``benchmarks/results/``; ``--quick``, a run cut down by an option, and the
+hidden ``--tiny`` the tests run write under ``benchmarks/_work/`` unless
+``--out`` is given, so they never overwrite the committed full results.
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ class Mode:
 MODES = {
     # what tests/test_benchmarks.py runs: one tiny image of each kind, seconds
     "tiny": Mode("tiny", (16,), True, 0.02, 1, 1, 0.0, 0.05, (16,), 1, False, 1),
-    # about 5 minutes on 2 cores
+    # about 6 minutes on a busy 2-core machine
     "quick": Mode("quick", (16, 64), True, None, None, 3, 1.0, 4, (16,), 3, True, 2),
-    # about 30 minutes on 2 cores (more as kmeans-fast settings become available)
+    # about 45 minutes on a busy 2-core machine, about half of it SSIMULACRA2 (more
+    # as kmeans-fast settings become available); --no-ssimulacra2: about 8 minutes
     "full": Mode("full", (16, 64, 256), False, None, None, 3, 1.0, 4, (16, 64, 256), 3, True,
                  2),
 }
@@ -367,7 +369,8 @@ def _write_png_rgb(path, image, level=1):
 
 
 def measure_image(name, kind, image, *, ks, methods, repeats, repeat_s, seed, score, tmp):
-    """Every (k, method) row of one image; ``score`` maps (orig, dist) jobs to scores."""
+    """Every (k, method) row of one image; ``score`` maps (orig, dist) jobs to
+    SSIMULACRA2 scores (None: no SSIMULACRA2)."""
     from kmeans_fast import io as kio
     from kmeans_fast.metrics import psnr
 
@@ -408,6 +411,8 @@ def measure_image(name, kind, image, *, ks, methods, repeats, repeat_s, seed, sc
                 dist = tmp / f"{name}_k{k}_{m.key}.png"
                 dist.write_bytes(png)
                 jobs.append((row, (str(original), str(dist))))
+    if score is None:
+        return rows
     for (row, _), (value, extra) in zip(jobs, score([job for _, job in jobs])):
         if value is None:
             row.update(status="failed", reason=f"SSIMULACRA2: {extra}")
@@ -458,7 +463,7 @@ def time_commands(mode, work, seed):
 
     from .images import generated_image
 
-    bench = generated_image(mode.command_mp, Path(work) / "images", seed=seed)
+    bench = generated_image(mode.command_mp, work, seed=seed)   # the main suite's cache
     image = bench.load()
     png = Path(work) / f"{Path(bench.path).stem}.png"
     if not png.exists():
@@ -686,7 +691,8 @@ def _command_table(results):
              f"({cmd['width']}x{cmd['height']}, {cmd['source']}; {cmd['input_bytes']:,} bytes). "
              "Median of the runs; *inside* is the time kmeans-fast reports for quantize + "
              "encode (it includes loading the Numba cache, which happens at first call).",
-             "", "| k | command | seconds | inside | PNG KB | PSNR dB |", "|---|---|---|---|---|---|"]
+             "", "| k | command | seconds | inside | PNG KB | PSNR dB |",
+             "|---|---|---|---|---|---|"]
     for r in cmd["runs"]:
         if r.get("status") != "ok":
             lines.append(f"| {r.get('k', '-')} | {r.get('label', '-')} | "
@@ -727,6 +733,19 @@ def _per_image(results):
     return lines
 
 
+def _ssimulacra2_cost(results):
+    """One sentence: how long SSIMULACRA2 took, per megapixel and in all."""
+    mp = {im["name"]: im["width"] * im["height"] / 1e6 for im in results["images"]}
+    spent = [(r["ssimulacra2_s"], mp[r["image"]]) for r in results["rows"]
+             if r.get("ssimulacra2_s") is not None and r["image"] in mp]
+    if not spent:
+        return ""
+    per_mp = float(np.median([s / m for s, m in spent]))
+    return (f"  SSIMULACRA2 took {per_mp:.1f} s per megapixel (median), "
+            f"{fmt_seconds(sum(s for s, _ in spent))} in all for {len(spent)} scores, on "
+            f"{results.get('jobs', '?')} processes.")
+
+
 def markdown(results):
     """QUALITY.md from a results dict (as :func:`run` builds and quality.json stores)."""
     info = results["machine"]
@@ -747,7 +766,7 @@ def markdown(results):
              f"{results['mode']['repeats']} runs (pngquant: the whole process).  Bytes: every "
              "method's palette and indices encoded by the same encoder, "
              "`kmeans_fast.io.png_bytes` (Pillow, zlib level 6, smallest bit depth), so sizes "
-             "compare the quantizers, not the encoders.", ""]
+             "compare the quantizers, not the encoders." + _ssimulacra2_cost(results), ""]
     lines += _checks(results)
     lines += _median_tables(results)
     lines += _command_table(results)
@@ -831,7 +850,7 @@ class _Scorer:
 
 
 def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=None, seed=0,
-        work=DEFAULT_WORK, commands=True, argv_text=""):
+        work=DEFAULT_WORK, commands=True, ssimulacra2=True, argv_text=""):
     """Measure everything ``mode`` asks for; the results dict."""
     import numba
     from kmeans_fast import quantize
@@ -865,13 +884,14 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
             with tempfile.TemporaryDirectory(prefix="kmf_quality_") as tmp:
                 got = measure_image(name, kind, image, ks=mode.ks, methods=methods,
                                     repeats=mode.repeats, repeat_s=mode.repeat_s, seed=seed,
-                                    score=scorer, tmp=Path(tmp))
+                                    score=scorer if ssimulacra2 else None, tmp=Path(tmp))
             rows += got
             by = {(r["method"], r["k"]): r for r in got}
             summary = "; ".join(
-                f"k={k}: " + ", ".join(f"{key} {by[key, k]['ssimulacra2']:.1f}/{by[key, k]['psnr']:.2f}"
+                f"k={k}: " + ", ".join(f"{key} {_f(by[key, k].get('ssimulacra2'), '.1f')}/"
+                                       f"{by[key, k]['psnr']:.2f}"
                                        for key in (KF_DEFAULTS, LIQ_PLAIN, LIQ_DITHERED)
-                                       if by.get((key, k), {}).get("ssimulacra2") is not None)
+                                       if by.get((key, k), {}).get("psnr") is not None)
                 for k in mode.ks)
             _log(f"{name} ({kind}, {image.shape[1]}x{image.shape[0]}) "
                  f"{time.perf_counter() - t0:.1f} s  {summary}")
@@ -891,7 +911,7 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
         duration_s=time.perf_counter() - started, load_start=load_start, load_end=_load(),
         mode=asdict(mode), seed=seed, default_steps=DEFAULT_STEPS,
         machine=machine(), numba_threads=numba.get_num_threads(), tools=_tool_versions(),
-        jobs=jobs,
+        jobs=jobs, ssimulacra2=ssimulacra2,
         methods=[dict(key=m.key, label=m.label, about=m.about, options=m.options,
                       scored=m.scored, timed=m.timed) for m in methods],
         images=images, rows=rows, commands=command_info)
@@ -920,11 +940,16 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=int,
                    help="processes computing SSIMULACRA2 (default 2; 1: in this process)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int,
+                   help="Numba threads, here and in the timed kmeans-fast command (default: "
+                        "all cores)")
+    p.add_argument("--no-ssimulacra2", action="store_true",
+                   help="skip SSIMULACRA2 (the slow part): PSNR, seconds and bytes only")
     p.add_argument("--no-command", action="store_true",
                    help="skip timing the whole kmeans-fast command against pngquant")
     p.add_argument("--out", help="where QUALITY.md and quality.json go (default: "
-                                 "benchmarks/results for a full run, "
-                                 "benchmarks/_work/quality-<mode> otherwise)")
+                                 "benchmarks/results for a whole full run, "
+                                 "benchmarks/_work/quality-{quick,partial} otherwise)")
     p.add_argument("--work", default=str(DEFAULT_WORK), help="cache of generated images")
     p.add_argument("--from-json", metavar="FILE", help="only rewrite QUALITY.md from a "
                                                        "quality.json")
@@ -937,10 +962,16 @@ def mode_of(args):
 
 
 def output_folder(args, mode):
-    """``--out``, else benchmarks/results for a full run and _work/quality-<mode> otherwise."""
+    """``--out``; else benchmarks/results for a whole full run, and under ``--work``
+    otherwise: quality-quick, quality-tiny, or quality-partial for a full run cut
+    down by --k, --kinds, --images, --methods or --size-mp."""
     if args.out:
         return Path(args.out)
-    return DEFAULT_OUT if mode.name == "full" else Path(args.work) / f"quality-{mode.name}"
+    if mode.name != "full":
+        return Path(args.work) / f"quality-{mode.name}"
+    partial = any((args.k, args.kinds, args.images, args.methods, args.size_mp,
+                   args.no_ssimulacra2, args.threads))
+    return Path(args.work) / "quality-partial" if partial else DEFAULT_OUT
 
 
 def main(argv=None):
@@ -953,11 +984,16 @@ def main(argv=None):
         return 0
     mode = mode_of(args)
     out = output_folder(args, mode)
+    if args.threads:
+        import numba
+        numba.set_num_threads(args.threads)
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)   # the timed CLI runs too
     _log(f"mode {mode.name}: k = {mode.ks}; results to {out}")
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     results = run(mode, kinds=args.kinds, names=args.images, size_mp=args.size_mp,
                   method_keys=args.methods, jobs=args.jobs, seed=args.seed, work=args.work,
-                  commands=not args.no_command, argv_text=argv_text)
+                  commands=not args.no_command, ssimulacra2=not args.no_ssimulacra2,
+                  argv_text=argv_text)
     _log("\n".join(f"wrote {p}" for p in write(results, out)))
     _log(f"done in {results['duration_s']:.0f} s")
     return 0

@@ -211,13 +211,14 @@ def test_quality_tiny_run_scores_every_method_on_every_kind(quality_tiny):
     for options in quality.KF_SETTINGS:
         status = rows["logo", quality.kf_key(options)]["status"]
         assert (status == "not available") == bool(quality.missing_options(options))
-    # the dithered variants do dither: they trade PSNR for fewer bands
+    # the dithered variants do dither: noise that costs PSNR and PNG bytes
     for plain, dithered in (("liq-0", "liq-1"), ("pillow", "pillow-fs"),
                             ("pngquant-nofs", "pngquant")):
         for image in images:
             a, b = rows[image, plain], rows[image, dithered]
             if a["status"] == b["status"] == "ok":
                 assert b["psnr"] < a["psnr"], (image, plain, dithered)
+                assert b["bytes"] > 1.05 * a["bytes"], (image, plain, dithered)
     if quality.shutil.which("pngquant"):
         assert all(rows[image, "pngquant"]["own_bytes"] > 0 for image in images)
 
@@ -322,6 +323,9 @@ def test_quality_quick_and_tiny_runs_never_write_the_committed_results(tmp_path)
         assert folder(mode) == quality.DEFAULT_WORK / f"quality-{mode[2:]}"
         assert folder(mode, "--work", str(tmp_path)) == tmp_path / f"quality-{mode[2:]}"
         assert folder(mode, "--out", str(tmp_path)) == tmp_path
+    for cut in (["--k", "16"], ["--kinds", "grey"], ["--images", "logo"],
+                ["--methods", "kf"], ["--size-mp", "4"], ["--no-ssimulacra2"]):  # partial
+        assert folder(*cut) == quality.DEFAULT_WORK / "quality-partial"
     assert quality.mode_of(quality.parse_args(["--quick", "--k", "16"])).ks == (16,)
 
 
