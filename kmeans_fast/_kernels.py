@@ -22,7 +22,6 @@ import numpy as np
 from ._jit import njit, prange
 
 BLOCK = 256  # points converted and compared per inner block
-SSIM_SHIFT = 128.0  # SSIM's second moments are taken of values minus this
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -879,51 +878,3 @@ def paint(palette, labels, out, n_workers):
             j = lab[i]
             for c in range(n_ch):
                 dst[n_ch * i + c] = palette[j, c]
-
-
-# The SSIM kernels are serial and release the GIL: metrics.ssim runs bands of
-# rows on Python threads (parallel Numba kernels must not be entered from
-# several threads at once under the default threading layer).
-@njit(nogil=True, cache=True)
-def ssim_products(ya, yb, ab, sq):
-    """ab = a' * b' and sq = a'^2 + b'^2 with a' = a - SSIM_SHIFT (likewise b'),
-    in float32, for SSIM's local second moments.  (Co)variances do not change
-    under the shift, and centring the values keeps float32 cancellation small.
-
-    ya, yb : (H, W) uint8              # IN
-    ab, sq : (H, W) float32            # OUT
-    """
-    shift = np.float32(SSIM_SHIFT)
-    for r in range(ya.shape[0]):
-        a_row, b_row, ab_row, sq_row = ya[r], yb[r], ab[r], sq[r]
-        for i in range(a_row.shape[0]):
-            a = np.float32(a_row[i]) - shift
-            b = np.float32(b_row[i]) - shift
-            ab_row[i] = a * b
-            sq_row[i] = a * a + b * b
-
-
-@njit(nogil=True, cache=True)
-def ssim_sum(mu_a, mu_b, e_ab, e_sq, r0, r1, c0, c1, k1, k2):
-    """Sum of the SSIM map over rows r0:r1 and columns c0:c1 (float32 map,
-    float64 sum, in row order).
-
-    mu_a, mu_b : (H, W) float32        # IN   local means of a and b
-    e_ab, e_sq : (H, W) float32        # IN   local E[a'b'] and E[a'^2] + E[b'^2]
-    """
-    c1_ = np.float32(k1)
-    c2_ = np.float32(k2)
-    shift = np.float32(SSIM_SHIFT)
-    two = np.float32(2)
-    total = 0.0
-    for r in range(r0, r1):
-        ma, mb, ab, sq = mu_a[r][c0:c1], mu_b[r][c0:c1], e_ab[r][c0:c1], e_sq[r][c0:c1]
-        for i in range(c1 - c0):
-            da = ma[i] - shift
-            db = mb[i] - shift
-            covariance = ab[i] - da * db
-            variances = sq[i] - (da * da + db * db)
-            num = (two * ma[i] * mb[i] + c1_) * (two * covariance + c2_)
-            den = (ma[i] * ma[i] + mb[i] * mb[i] + c1_) * (variances + c2_)
-            total += num / den
-    return total

@@ -12,7 +12,7 @@ Kernel arguments are marked ``# IN``, ``# OUT`` or ``# INOUT``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 
 @njit(cache=True, inline="always")
