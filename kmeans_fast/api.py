@@ -264,6 +264,11 @@ def histogram(image, *, backend="numba"):
 # --------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------
+def _psnr(sse, n_values):
+    """PSNR in dB of an exact squared error over n_values 8-bit values."""
+    return math.inf if sse == 0 else 10 * math.log10(255.0 ** 2 * n_values / sse)
+
+
 @dataclass
 class PaletteFit:
     """Result of :func:`fit_palette`: a k-means palette and how well it fits.
@@ -297,6 +302,10 @@ class PaletteFit:
     space : str
     colour_labels : ndarray of shape (n_distinct,), int32
         Nearest palette entry of each distinct colour of the histogram.
+    target_psnr : float or None
+        The PSNR asked for, if any (see :func:`fit_palette`).
+    search : list of (int, float)
+        With a target: every k tried and its PSNR, in the order tried.
     """
 
     palette: np.ndarray
@@ -310,6 +319,18 @@ class PaletteFit:
     n_distinct: int = 0
     space: str = "rgb"
     colour_labels: np.ndarray = field(default=None, repr=False)
+    target_psnr: float = None
+    search: list = field(default_factory=list)
+
+    @property
+    def n_colors(self):
+        """Palette entries: k, or fewer when the histogram has fewer colours."""
+        return int(self.palette.shape[0])
+
+    @property
+    def reached(self):
+        """Whether the target PSNR (if any) was reached."""
+        return None if self.target_psnr is None else self.psnr >= self.target_psnr
 
     @property
     def mse(self):
@@ -319,7 +340,7 @@ class PaletteFit:
     @property
     def psnr(self):
         """PSNR of the undithered result in dB (inf when exact)."""
-        return math.inf if self.sse == 0 else 10 * math.log10(255.0 ** 2 / self.mse)
+        return _psnr(self.sse, self.n_pixels * self.palette.shape[1])
 
 
 @dataclass
@@ -343,6 +364,8 @@ class Quantization:
         The path the Lloyd steps took: ``"pixels"`` or ``"histogram"``.
     dither : str
         ``"none"``, ``"fs"`` or ``"ordered"``.
+    target_psnr, search
+        See :class:`PaletteFit`.
     """
 
     palette: np.ndarray
@@ -357,6 +380,13 @@ class Quantization:
     n_distinct: int = 0
     space: str = "rgb"
     dither: str = "none"
+    target_psnr: float = None
+    search: list = field(default_factory=list)
+
+    @property
+    def psnr(self):
+        """PSNR in dB of the nearest-entry (undithered) assignment (inf when exact)."""
+        return _psnr(self.sse, self.labels.size * self.palette.shape[1])
 
     def image(self):
         """The quantized image, ndarray (H, W, C) uint8: ``palette[labels]``."""
@@ -395,6 +425,39 @@ def _fit(colours, counts, n_colors, *, steps, init, seed, space, tol, backend, p
                       colour_labels=np.asarray(out["colour_labels"], dtype=np.int32))
 
 
+def _fit_for_psnr(colours, counts, max_colors, target, **args):
+    """The fit of the smallest k <= max_colors, found by bisection, whose PSNR
+    reaches ``target`` (or the fit of max_colors when none does)."""
+    tried = {}
+    search = []
+
+    def fit(k):
+        tried[k] = _fit(colours, counts, k, **args)
+        search.append((k, tried[k].psnr))
+        return tried[k]
+
+    if fit(max_colors).psnr >= target:
+        low, high = 1, max_colors          # invariant: high reaches the target
+        while low < high:
+            mid = (low + high) // 2
+            if fit(mid).psnr >= target:
+                high = mid
+            else:
+                low = mid + 1
+        best = tried[high]
+    else:
+        best = tried[max_colors]
+    best.target_psnr = float(target)
+    best.search = search
+    return best
+
+
+def _check_target(target_psnr):
+    if target_psnr is None:
+        return None
+    return _check_real("target_psnr", target_psnr, 0.0)
+
+
 def _check_fit_args(n_colors, steps, init, seed, space, tol, backend, progress):
     n_colors = _check_int("n_colors", n_colors, 1, MAX_COLORS)
     steps = _check_int("steps", steps, 0)
@@ -411,7 +474,7 @@ def _check_fit_args(n_colors, steps, init, seed, space, tol, backend, progress):
 
 
 def fit_palette(hist, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
-                space="rgb", tol=0.0, backend="numba", progress=None):
+                space="rgb", tol=0.0, backend="numba", progress=None, target_psnr=None):
     """Exact k-means palette of a colour histogram.
 
     Parameters
@@ -438,7 +501,14 @@ def fit_palette(hist, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=No
         when the centers no longer move).
     backend : {"numba", "numpy"}, optional
     progress : callable or None, optional
-        ``progress(steps_done, steps)`` before the first Lloyd step and after each.
+        ``progress(steps_done, steps)`` before the first Lloyd step and after each
+        (of every k tried, with a target).
+    target_psnr : float or None, optional
+        A quality target in dB: ``n_colors`` is then the most colours allowed,
+        and the palette is that of the smallest k whose (undithered) result
+        reaches the target PSNR, found by bisection over k (each k its own exact
+        k-means, its PSNR exact from the histogram).  When even ``n_colors``
+        falls short, its palette is returned (``fit.reached`` is False).
 
     Returns
     -------
@@ -448,8 +518,12 @@ def fit_palette(hist, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=No
         raise TypeError(f"hist must be a Histogram, not {type(hist).__name__}")
     n_colors, steps, seed, tol = _check_fit_args(n_colors, steps, init, seed, space, tol,
                                                  backend, progress)
-    return _fit(hist.colours, hist.counts, n_colors, steps=steps, init=init, seed=seed,
-                space=space, tol=tol, backend=backend, progress=progress)
+    target_psnr = _check_target(target_psnr)
+    args = dict(steps=steps, init=init, seed=seed, space=space, tol=tol, backend=backend,
+                progress=progress)
+    if target_psnr is not None:
+        return _fit_for_psnr(hist.colours, hist.counts, n_colors, target_psnr, **args)
+    return _fit(hist.colours, hist.counts, n_colors, **args)
 
 
 def _nearest_colour_labels(colours, palette, space, backend):
@@ -491,7 +565,7 @@ def remap(image, palette, *, space="rgb", backend="numba"):
 
 def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
              space="rgb", dither="none", dither_strength=1.0, backend="numba",
-             method="auto", tol=0.0, progress=None):
+             method="auto", tol=0.0, progress=None, target_psnr=None):
     """Reduce an image to at most ``n_colors`` colours with exact k-means.
 
     The same as ``fit_palette(histogram(image), n_colors, ...)`` followed by
@@ -504,8 +578,9 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
         reads C = 3 and 4 as RGB and RGBA).
     n_colors : int
         Number of colours k, 1 to 65536.
-    steps, init, seed, space, tol, progress
-        See :func:`fit_palette`.
+    steps, init, seed, space, tol, progress, target_psnr
+        See :func:`fit_palette` (with ``target_psnr``, ``n_colors`` is the most
+        colours allowed).
     dither : {"none", "fs", "ordered"}, optional
         "none": every pixel takes its nearest palette entry.  "fs":
         Floyd-Steinberg error diffusion; "ordered": a threshold matrix.  See
@@ -531,6 +606,7 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     _check_choice("method", method, METHODS)
     _check_choice("dither", dither, DITHERS)
     dither_strength = _check_real("dither_strength", dither_strength, 0.0, 1.0)
+    target_psnr = _check_target(target_psnr)
     pixel_path_ok = space == "rgb" and pixels.shape[1] in (1, 3)
     if method == "pixels" and not pixel_path_ok:
         raise ValueError(f"method='pixels' needs space='rgb' and 1 or 3 channels (got "
@@ -543,9 +619,12 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
     if method == "auto":
         method = ("pixels" if pixel_path_ok and colours.shape[0] > PIXELS_ABOVE * pixels.shape[0]
                   else "histogram")
-    fit = _fit(colours, counts, n_colors, steps=steps, init=init, seed=seed, space=space,
-               tol=tol, backend=backend, progress=progress,
-               pixels=pixels if method == "pixels" else None)
+    args = dict(steps=steps, init=init, seed=seed, space=space, tol=tol, backend=backend,
+                progress=progress, pixels=pixels if method == "pixels" else None)
+    if target_psnr is not None:
+        fit = _fit_for_psnr(colours, counts, n_colors, target_psnr, **args)
+    else:
+        fit = _fit(colours, counts, n_colors, **args)
     k_out = len(fit.palette)
     if dither != "none" and dither_strength > 0 and k_out < fit.n_distinct:
         from .dither import dither as _dither
@@ -561,4 +640,5 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
                         centers=fit.centers, inertia=fit.inertia, sse=fit.sse,
                         steps_run=fit.steps_run, converged=fit.converged,
                         history=fit.history, method=method, n_distinct=fit.n_distinct,
-                        space=space, dither=dither)
+                        space=space, dither=dither, target_psnr=fit.target_psnr,
+                        search=fit.search)

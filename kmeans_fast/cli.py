@@ -424,10 +424,6 @@ def _load(kio, image_path, use_sample, max_pixels):
 # --------------------------------------------------------------------------
 # the report
 # --------------------------------------------------------------------------
-def _json_number(x):
-    return None if isinstance(x, float) and math.isinf(x) else x
-
-
 def _plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -470,19 +466,21 @@ def _print_table(report, k, err):
     echo("wrote " + " and ".join(written))
 
 
-def _as_json(report):
-    return {part: None if values is None else {k: _json_number(v) for k, v in values.items()}
-            for part, values in report.items()}
-
-
 # --------------------------------------------------------------------------
 # compress
 # --------------------------------------------------------------------------
+SPACES = ("rgb", "oklab")          # api.SPACES
+DITHERS = ("none", "fs", "ordered")  # api.DITHERS
+DEFAULT_SPACE = "rgb"
+DEFAULT_DITHER = "none"
+
+
 @main.command()
-@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
 @click.option("-k", "--colors", type=click.IntRange(1, MAX_COLORS), metavar="N",
-              help=f"Number of colours, 1 to {MAX_COLORS}.  [default: {DEFAULT_COLORS}; "
-                   "asked for on a terminal when no IMAGE is given]")
+              help=f"Number of colours, 1 to {MAX_COLORS} (with --psnr: the most).  "
+                   f"[default: {DEFAULT_COLORS}; asked for on a terminal when no IMAGE is "
+                   "given]")
 @click.option("--steps", type=click.IntRange(min=0), metavar="N",
               help=f"Most k-means (Lloyd) steps; it stops earlier once converged.  "
                    f"[default: {DEFAULT_STEPS}; asked for on a terminal when no IMAGE is "
@@ -491,10 +489,37 @@ def _as_json(report):
               help="How to pick the starting colours.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Random seed: the same seed gives the same file.")
+@click.option("--space", type=click.Choice(SPACES), default=DEFAULT_SPACE, show_default=True,
+              help="Where colour distances are measured: the channel values, or Oklab "
+                   "(perceptual).")
+@click.option("--dither", type=click.Choice(DITHERS), default=DEFAULT_DITHER,
+              show_default=True,
+              help="Dithering: none (every pixel its nearest colour), fs (error diffusion), "
+                   "ordered (a threshold pattern).")
+@click.option("--dither-strength", type=click.FloatRange(0, 1), default=1.0,
+              show_default=True, metavar="0-1", help="How much of the error dithering uses.")
+@click.option("--psnr", "target_psnr", type=click.FloatRange(min=0, min_open=True),
+              metavar="DB",
+              help="Use the fewest colours (at most -k) whose undithered result reaches "
+                   "this PSNR in dB.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True), metavar="PATH",
               help="Output PNG (a name ending in .png); a folder ending in '/' to write "
                    "the default name there; '-' for standard output (the report then goes "
-                   "to stderr).  [default: <input name>_k<N>.png here]")
+                   "to stderr).  One IMAGE only.  [default: <input name>_k<N>.png here]")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Folder for the outputs (created if missing).  [default: the current "
+                   "folder]")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Look for images in the sub-folders of folders given as IMAGE too.")
+@click.option("--shared-palette", is_flag=True,
+              help="One palette for all the images (k-means of all their pixels together).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Images compressed at once, in separate processes.  [default: one per "
+                   "core]")
+@click.option("--skip-existing", is_flag=True,
+              help="Leave out images whose outputs exist already.")
+@click.option("--skip-if-larger", is_flag=True,
+              help="Write nothing for an image whose PNG would be larger than its file.")
 @click.option("--jpeg/--no-jpeg", default=True, show_default=True,
               help="Also write a JPEG of the original, for comparison.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=JPEG_QUALITY,
@@ -502,160 +527,346 @@ def _as_json(report):
 @click.option("--jpeg-output", type=click.Path(allow_dash=True), default=JPEG_OUTPUT,
               show_default=True, metavar="PATH",
               help="Where to write the comparison JPEG (.jpg or .jpeg; a folder ending in "
-                   "'/'; '-' for standard output).")
+                   "'/'; '-' for standard output).  One IMAGE only; several are named "
+                   "<name>_q<Q>.jpg.")
 @click.option("--jpeg-match-size", is_flag=True,
               help="Pick the JPEG quality whose file size is closest to the PNG's.")
 @click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True,
               metavar="0-9",
-              help="PNG (zlib) compression level: 0 fastest, 9 smallest (1-4% smaller "
-                   "than 6, up to ten times slower).")
+              help="PNG compression level: 0 fastest, 9 smallest (about 3% smaller than 6 "
+                   "at 16 colours, several times slower).")
+@click.option("--optimize", is_flag=True,
+              help="Also run a lossless PNG optimizer (oxipng): smaller, much slower.")
 @click.option("--max-pixels", type=click.IntRange(min=0), metavar="N",
               help="Refuse images of more than N pixels (0: no limit), checked from the "
                    "file's header before decoding.  [default: 500,000,000, less when the "
                    "memory available is short]")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON (one object per line for several images).")
 @click.option("--show", is_flag=True, help="Open the written files in the image viewer.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--sample", "use_sample", is_flag=True,
               help="Use the built-in sample image (generated, 1024x768) instead of IMAGE.")
 @click.pass_context
-def compress(ctx, image, colors, steps, init, seed, output, jpeg, jpeg_quality, jpeg_output,
-             jpeg_match_size, png_level, max_pixels, as_json, show, quiet, use_sample):
+def compress(ctx, images, colors, steps, init, seed, space, dither, dither_strength,
+             target_psnr, output, out_dir, recursive, shared_palette, jobs, skip_existing,
+             skip_if_larger, jpeg, jpeg_quality, jpeg_output, jpeg_match_size, png_level,
+             optimize, max_pixels, as_json, show, quiet, use_sample):
     """Quantize IMAGE to N colours, write an indexed PNG, compare with JPEG.
 
-    IMAGE is any file OpenCV reads (JPEG, PNG, TIFF, WebP, BMP...).  The report
-    gives, for the original, the k-means PNG and the JPEG: bytes, ratio to the
-    raw pixels, bits per pixel, PSNR and SSIM against the original, and seconds.
-    Without IMAGE (and without --sample), on a terminal, it asks for the image,
-    the number of colours and the steps.
+    IMAGE is any file OpenCV reads (JPEG, PNG, TIFF, WebP, BMP...), or a folder
+    of them; several may be given.  The report gives, for the original, the
+    k-means PNG and the JPEG: bytes, ratio to the raw pixels, bits per pixel,
+    PSNR and SSIM against the original, and seconds; for several images, a
+    line per image and the totals.  Without IMAGE (and without --sample), on
+    a terminal, it asks for the image, the number of colours and the steps.
     """
     from . import io as kio     # the library: imported now, not at start-up (see _Group)
 
-    if use_sample and image is not None:
-        raise click.UsageError(f"give IMAGE or --sample, not both (got '{image}')")
+    def given(name):
+        return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    if use_sample and images:
+        raise click.UsageError(f"give IMAGE or --sample, not both (got '{images[0]}')")
     if jpeg_match_size:
         if not jpeg:
             raise click.UsageError("--jpeg-match-size needs the JPEG: drop --no-jpeg")
-        if ctx.get_parameter_source("jpeg_quality") is not click.core.ParameterSource.DEFAULT:
+        if given("jpeg_quality"):
             raise click.UsageError("--jpeg-match-size picks the quality itself: "
                                    "drop --jpeg-quality")
-    if image is None and not use_sample:
+    if given("dither_strength") and dither == "none":
+        raise click.UsageError("--dither-strength needs --dither fs or ordered")
+    if not images and not use_sample:
         if not _stdin_is_terminal():
             raise click.UsageError("Missing argument 'IMAGE': name an image file, "
                                    "or use --sample for the built-in sample image")
-        image = click.prompt("Image file", err=True, value_proc=_image_answer)
+        images = (click.prompt("Image file", err=True, value_proc=_image_answer),)
         colors = _ask(colors, "Number of colours", DEFAULT_COLORS,
                       click.IntRange(1, MAX_COLORS))
         steps = _ask(steps, "Most k-means steps", DEFAULT_STEPS, click.IntRange(min=0))
     colors = DEFAULT_COLORS if colors is None else colors
     steps = DEFAULT_STEPS if steps is None else steps
+    from .pipeline import Options
+    options = Options(colors=colors, steps=steps, init=init, seed=seed, space=space,
+                      dither=dither, dither_strength=dither_strength,
+                      target_psnr=target_psnr, png_level=png_level, optimize=optimize,
+                      jpeg=jpeg, jpeg_quality=jpeg_quality, jpeg_match_size=jpeg_match_size,
+                      skip_if_larger=skip_if_larger)
+    batch = len(images) > 1 or any(Path(i).is_dir() for i in images)
+    if batch:
+        for flag, name in (("-o", "output"), ("--jpeg-output", "jpeg_output")):
+            if given(name):
+                raise click.UsageError(f"{flag} names one file: with several images use "
+                                       "--out-dir (outputs are named after each image)")
+        _compress_batch(kio, images, options, out_dir or Path("."), recursive=recursive,
+                        shared_palette=shared_palette, jobs=jobs, skip_existing=skip_existing,
+                        max_pixels=max_pixels, as_json=as_json, quiet=quiet, show=show)
+        return
+    for flag, name, hint in (("--shared-palette", "shared_palette", "several images"),
+                             ("--recursive", "recursive", "a folder"),
+                             ("--jobs", "jobs", "several images")):
+        if given(name):
+            raise click.UsageError(f"{flag} is for {hint}: one image was given")
+    _compress_one(ctx, kio, None if use_sample else images[0], options, output=output,
+                  out_dir=out_dir, jpeg_output=jpeg_output if given("jpeg_output") else None,
+                  skip_existing=skip_existing, max_pixels=max_pixels, as_json=as_json,
+                  quiet=quiet, show=show)
 
+
+def _first_run_note(quiet):
+    """The one-line "compiling kernels" note, on a terminal, when not quiet."""
+    if quiet:
+        return contextlib.nullcontext()
+    from ._jit import first_run_note
+    return first_run_note(sys.stderr)
+
+
+def _compress_one(ctx, kio, image, options, *, output, out_dir, jpeg_output, skip_existing,
+                  max_pixels, as_json, quiet, show):
+    from .pipeline import output_names, run
+
+    use_sample = image is None
     name = "sample" if use_sample else image.stem
-    png_path = _output_path(output, f"{name}_k{colors}.png", "'-o' / '--output'")
-    jpeg_given = (ctx.get_parameter_source("jpeg_output")
-                  is not click.core.ParameterSource.DEFAULT)
-    jpeg_path = (_output_path(jpeg_output if jpeg_given else None, JPEG_OUTPUT,
-                              "'--jpeg-output'") if jpeg else None)
+    png_name, jpeg_name = output_names(name, options, batch=False)
+    if out_dir is not None:
+        if output is not None and output != "-" and not output.endswith(("/", os.sep)):
+            output = str(out_dir / output) if not Path(output).is_absolute() else output
+        elif output is None:
+            output = str(out_dir) + os.sep
+        if jpeg_output is None:
+            jpeg_output = str(out_dir) + os.sep
+        _make_folder(kio, out_dir)
+    png_path = _output_path(output, png_name, "'-o' / '--output'")
+    jpeg_path = (_output_path(jpeg_output, jpeg_name, "'--jpeg-output'")
+                 if options.jpeg else None)
     _check_outputs(kio, [(png_path, "'-o' / '--output'", "-o", output is not None, "PNG",
                           (".png",)),
-                         (jpeg_path, "'--jpeg-output'", "--jpeg-output", jpeg_given, "JPEG",
-                          (".jpg", ".jpeg"))],
+                         (jpeg_path, "'--jpeg-output'", "--jpeg-output",
+                          jpeg_output is not None, "JPEG", (".jpg", ".jpeg"))],
                    None if use_sample else image)
+    if skip_existing and all(p is None or (p is not _STDOUT and p.exists())
+                             for p in (png_path, jpeg_path)):
+        if not quiet:
+            click.echo(f"skipped {name}: its outputs exist (--skip-existing)", err=True)
+        return
     to_stderr = _STDOUT in (png_path, jpeg_path)
 
     progress = _Progress(not (quiet or as_json) and _stderr_is_terminal())
+    stdout_file = {}
+
+    def write(files):
+        to_stdout = files.pop(_STDOUT, None)
+        kio.write_files(files)
+        if to_stdout is not None:
+            stdout_file["data"] = to_stdout
+
     try:
         progress(f"reading {name}")
         started = time.perf_counter()
         pixels, in_path, in_bytes, notes = _load(kio, image, use_sample, max_pixels)
         read_seconds = time.perf_counter() - started
         height, width = pixels.shape[:2]
-        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        if height * width >= _PROGRESS_PIXELS or colors * height * width >= _PROGRESS_WORK:
+        if (height * width >= _PROGRESS_PIXELS
+                or options.colors * height * width >= _PROGRESS_WORK):
             progress.show()
         try:
-            report = _run(kio, pixels, colors, steps, init, seed, png_path, png_level,
-                          jpeg_path, jpeg_quality, jpeg_match_size, progress)
+            with _first_run_note(quiet or as_json):
+                report = run(pixels, png_path, jpeg_path, options, source=in_path,
+                             source_bytes=None if use_sample else in_bytes,
+                             read_seconds=read_seconds, progress=progress, write=write)
         except kio.ImageIOError as e:
             raise click.ClickException(str(e)) from None
         except MemoryError:
             raise click.ClickException(f"not enough memory for a {width}x{height} image "
-                                       f"with {colors} colours: try fewer colours") from None
+                                       f"with {options.colors} colours: try fewer colours"
+                                       ) from None
     finally:
         progress.done()
+    if "data" in stdout_file:
+        _write_stdout(stdout_file["data"], "the PNG" if png_path is _STDOUT else "the JPEG")
     if not quiet:
-        for note in notes:
+        for note in notes + _notes(report):
             click.echo(f"note: {note}", err=True)
-        if report["kmeans"]["bit_depth"] is None:
-            click.echo(f"note: {report['kmeans']['colors']} colours do not fit a PNG palette "
-                       f"(at most {PALETTE_MAX}): the PNG is truecolour", err=True)
-
-    from .metrics import size_stats
-    report = {"input": {"path": None if in_path is None else str(in_path),
-                        "sample": use_sample, "width": width, "height": height,
-                        "channels": channels, "bytes": in_bytes, "raw_bytes": pixels.nbytes,
-                        "seconds": read_seconds, **size_stats(in_bytes, height, width, channels)},
-              **report}
     with _printing_report(to_stderr):
         if as_json:
-            click.echo(json.dumps(_as_json(report), indent=2), err=to_stderr)
+            click.echo(json.dumps(_clean(report), indent=2), err=to_stderr)
         elif not quiet:
-            _print_table(report, colors, to_stderr)
-    if show:
+            _print_table(report, options.colors, to_stderr)
+    if show and report["skipped"] is None:
         for path in (png_path, jpeg_path):
             if path is not None and path is not _STDOUT:
                 click.launch(str(path))
 
 
-def _run(kio, pixels, colors, steps, init, seed, png_path, png_level, jpeg_path, jpeg_quality,
-         jpeg_match_size, progress):
-    """Quantize, encode, measure, then write the files; the report's kmeans and jpeg parts."""
-    from .api import quantize
-    from .metrics import psnr, size_stats, ssim
+def options_max(max_pixels):
+    """--max-pixels as read_image takes it: None -> "auto", 0 -> no limit."""
+    return "auto" if max_pixels is None else (max_pixels or None)
 
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
 
-    def quality(reference, image):
-        return {"psnr": psnr(reference, image), "ssim": ssim(reference, image)}
+def _make_folder(kio, folder):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _bad("'--out-dir'", f"cannot create folder '{folder}': "
+                                  f"{e.strerror or e}") from None
+    try:
+        kio.check_output(folder / ".kmeans-fast-probe.png")
+    except kio.ImageIOError as e:
+        raise _bad("'--out-dir'", e) from None
 
-    progress(f"k-means, {colors} colours")
-    started = time.perf_counter()
-    q = quantize(pixels, colors, steps=steps, init=init, seed=seed,
-                 progress=lambda done, total: progress(
-                     f"k-means, {colors} colours, step {done}/{total}"))
-    progress("encoding the PNG")
-    png = kio.png_bytes(q.palette, q.labels, level=png_level)
-    files = {png_path: png}
-    kmeans = {"path": str(png_path), "bytes": len(png), "colors": len(q.palette),
-              "distinct_colors": q.n_distinct,
-              "bit_depth": kio.palette_bit_depth(len(q.palette)), "steps": steps,
-              "steps_run": q.steps_run, "converged": q.converged,
-              "seconds": time.perf_counter() - started,
-              **size_stats(len(png), height, width, channels)}
-    progress("measuring the PNG")
-    kmeans.update(quality(pixels, q.image().reshape(pixels.shape)))
 
-    report = {"kmeans": kmeans, "jpeg": None}
-    if jpeg_path is not None:
-        progress("encoding the JPEG")
-        started = time.perf_counter()
-        if jpeg_match_size:
-            jpeg_quality, jpeg = kio.jpeg_for_size(pixels, len(png))
-        else:
-            jpeg = kio.encode_jpeg(pixels, jpeg_quality)
-        files[jpeg_path] = jpeg
-        report["jpeg"] = {"path": str(jpeg_path), "bytes": len(jpeg), "quality": jpeg_quality,
-                          "seconds": time.perf_counter() - started,
-                          **size_stats(len(jpeg), height, width, channels)}
-        progress("measuring the JPEG")
-        # JPEG keeps no alpha: compare the colour channels only
-        reference = pixels[:, :, :3] if channels == 4 else pixels
-        report["jpeg"].update(quality(reference, kio.decode_image(jpeg, "the JPEG",
-                                                                  max_pixels=None)))
-    progress("writing")
-    to_stdout = files.pop(_STDOUT, None)
-    kio.write_files(files)
-    if to_stdout is not None:
-        _write_stdout(to_stdout, "the PNG" if png_path is _STDOUT else "the JPEG")
-    return report
+def _notes(report):
+    """Notes a run's report calls for (on stderr, before the table)."""
+    km, notes = report["kmeans"], []
+    if km["bit_depth"] is None:
+        notes.append(f"{km['colors']} colours do not fit a PNG palette (at most "
+                     f"{PALETTE_MAX}): the PNG is truecolour")
+    if km.get("target_reached") is False:
+        notes.append(f"no palette of at most {km['colors']} colours reaches "
+                     f"PSNR {km['target_psnr']:g} dB (undithered: {km['undithered_psnr']:.2f}"
+                     "): the largest was used")
+    if report.get("skipped"):
+        notes.append(f"nothing written: {report['skipped']} (--skip-if-larger)")
+    return notes
+
+
+def _clean(value):
+    """The report for JSON: infinite PSNRs as null (JSON has no infinity), paths as text."""
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------
+# several images
+# --------------------------------------------------------------------------
+class _FileProgress:
+    """One rewritten stderr line: files done/total, elapsed, estimated time left."""
+
+    def __init__(self, enabled, total):
+        self.enabled, self.total, self.done, self.width = enabled, total, 0, 0
+        self.started = time.perf_counter()
+        self.stage = None
+
+    def draw(self):
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        text = f"kmeans-fast: {self.done}/{self.total} images, {_clock(elapsed)} elapsed"
+        if self.stage:
+            text = f"kmeans-fast: {self.stage}, {_clock(elapsed)} elapsed"
+        elif 0 < self.done < self.total:
+            text += f", about {_clock(elapsed / self.done * (self.total - self.done))} left"
+        click.echo("\r" + text.ljust(self.width), nl=False, err=True)
+        self.width = len(text)
+
+    def clear(self):
+        if self.enabled and self.width:
+            click.echo("\r" + " " * self.width + "\r", nl=False, err=True)
+            self.width = 0
+
+
+def _clock(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette, jobs,
+                    skip_existing, max_pixels, as_json, quiet, show):
+    from .batch import default_workers, find_images, plan, run_batch
+
+    try:
+        found = find_images(images, recursive=recursive)
+        planned = plan(found, out_dir, options)
+    except kio.ImageIOError as e:
+        raise _bad("'IMAGE'", e) from None
+    for folder in sorted({j.png.parent for j in planned}):
+        _make_folder(kio, folder)
+    skipped = []
+    if skip_existing:
+        skipped = [j for j in planned
+                   if j.png.exists() and (j.jpeg is None or j.jpeg.exists())]
+        planned = [j for j in planned if j not in skipped]
+    progress = _FileProgress(not (quiet or as_json) and _stderr_is_terminal(), len(planned))
+    results, failed = [], []
+
+    def on_result(job, report, error):
+        progress.clear()
+        if error is not None:
+            failed.append(job)
+            click.echo(f"Error: {job.source}: {error}", err=True)
+        results.append((job, report, error))
+        if as_json:
+            with _printing_report(False):
+                click.echo(json.dumps(_clean({"input": str(job.source), "error": error,
+                                              **(report or {})})))
+        elif report is not None and report.get("skipped") and not quiet:
+            click.echo(f"note: {job.source}: nothing written: {report['skipped']}", err=True)
+        progress.done += 1
+        progress.draw()
+
+    def on_stage(text):
+        progress.stage = text
+        progress.draw()
+        progress.stage = None
+
+    workers = jobs or default_workers(len(planned))
+    shared = None
+    if planned:
+        progress.draw()
+        with _first_run_note(quiet or as_json):
+            shared = run_batch(planned, options, workers=workers,
+                               max_pixels=options_max(max_pixels),
+                               shared_palette=shared_palette, on_result=on_result,
+                               on_stage=on_stage)
+    progress.clear()
+    if not quiet and not as_json:
+        for job in skipped:
+            click.echo(f"skipped {job.source}: its outputs exist (--skip-existing)")
+        _print_batch_table(results, shared, len(skipped), time.perf_counter() - progress.started)
+    if show:
+        for job, report, error in results:
+            if error is None and not report.get("skipped"):
+                click.launch(str(job.png))
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} images failed "
+                                   "(see above); the others were written")
+
+
+def _print_batch_table(results, shared, n_skipped, seconds):
+    rows = sorted(results, key=lambda r: str(r[0].source))
+    width = max([len(str(job.source)) for job, _, _ in rows] + [5])
+    click.echo(f"{'image':<{width}}{'colours':>9}{'PNG bytes':>13}{'ratio':>8}{'PSNR dB':>9}"
+               f"{'SSIM':>8}{'JPEG bytes':>12}{'seconds':>9}")
+    total_in = total_png = total_jpeg = 0
+    for job, report, error in rows:
+        if error is not None:
+            click.echo(f"{str(job.source):<{width}}  failed: {error}")
+            continue
+        km, jp = report["kmeans"], report["jpeg"]
+        status = "  (not written: larger)" if report.get("skipped") else ""
+        jpeg_bytes = f"{jp['bytes']:>12,}" if jp else f"{'-':>12}"
+        click.echo(f"{str(job.source):<{width}}{km['colors']:>9}{km['bytes']:>13,}"
+                   f"{km['ratio']:>7.1f}x{km['psnr']:>9.2f}{km['ssim']:>8.4f}{jpeg_bytes}"
+                   f"{km['seconds'] + report['input']['seconds']:>9.2f}{status}")
+        if not report.get("skipped"):
+            total_in += report["input"]["bytes"]
+            total_png += km["bytes"]
+            total_jpeg += jp["bytes"] if jp else 0
+    done = sum(1 for _, r, e in results if e is None)
+    line = (f"{done} of {len(results)} images compressed in {seconds:.1f} s: "
+            f"{total_png:,} bytes of PNG for {total_in:,} bytes of input")
+    if total_jpeg:
+        line += f" ({total_jpeg:,} bytes of JPEG)"
+    if n_skipped:
+        line += f"; {n_skipped} skipped (outputs exist)"
+    click.echo(line)
+    if shared is not None:
+        click.echo(f"shared palette: {shared['colors']} colours for {shared['images']} images,"
+                   f" PSNR {shared['psnr']:.2f} dB over all their pixels (undithered)")

@@ -52,7 +52,7 @@ __all__ = ["ImageIOError", "Interrupted", "MultiFrameWarning", "PALETTE_MAX", "J
 
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 JPEG_QUALITY = 95           # OpenCV's default JPEG quality
-PNG_LEVEL = 6               # zlib level: 9 is a few % smaller and ~10x slower on photos
+PNG_LEVEL = 6               # the PNG encoder's default level (kmeans_fast.png)
 DEFAULT_MAX_PIXELS = 500_000_000    # 500 MP: above the largest camera photos
 # Memory for an image, in copies of its 8-bit pixels: the decoded image, the
 # decoder's own copy, and what quantizing, encoding and measuring it add (the
@@ -844,54 +844,14 @@ def palette_bit_depth(n_colors):
     return next((bits for bits in (1, 2, 4, 8) if n_colors <= 1 << bits), None)
 
 
-def png_bytes(palette, labels, *, level=PNG_LEVEL):
-    """Encode a quantized image as PNG: indexed when the palette allows.
+def png_bytes(palette, labels, *, level=PNG_LEVEL, optimize=False):
+    """Encode a quantized image as PNG: :func:`kmeans_fast.png.encode_png`.
 
-    Parameters
-    ----------
-    palette : ndarray of shape (k, C), dtype uint8
-        C is 1 (gray), 3 (RGB) or 4 (RGBA).
-    labels : ndarray of shape (H, W), dtype uint8 or uint16
-        Palette index of each pixel.
-    level : int, optional
-        zlib compression level, 0 (none, fastest) to 9 (smallest; on photos a
-        few percent smaller than 6 and about ten times slower).
-
-    Returns
-    -------
-    bytes
-        For k <= 256, an indexed PNG (colour type 3) with a PLTE chunk of the k
-        colours at the smallest bit depth that holds them (1, 2, 4 or 8 bits
-        for k <= 2, 4, 16, 256); gray palettes become gray PLTE entries, and
-        RGBA palettes put their alpha in a tRNS chunk, unless every colour is
-        opaque (then there is no tRNS chunk, and the PNG decodes as RGB).  For
-        k > 256, a truecolour (or truecolour + alpha) PNG of
-        ``palette[labels]``.  Decoding it gives back exactly ``palette[labels]``.
+    Indexed at the smallest bit depth for k <= 256 (tRNS only when some alpha
+    is below 255), truecolour above; decoding gives exactly ``palette[labels]``.
     """
-    palette = np.asarray(palette, dtype=np.uint8)
-    labels = np.ascontiguousarray(labels)
-    n_colors, n_channels = palette.shape
-    if n_channels not in (1, 3, 4):
-        raise ValueError(f"palette has {n_channels} channels: expected 1, 3 or 4")
-    if not 0 <= level <= 9:
-        raise ValueError(f"level={level} must be between 0 and 9")
-    height, width = labels.shape
-    if n_colors <= PALETTE_MAX:
-        im = Image.frombuffer("P", (width, height), labels.astype(np.uint8, copy=False),
-                              "raw", "P", 0, 1)
-        if n_channels == 4 and (palette[:, 3] == 255).all():
-            palette = palette[:, :3]    # opaque: no tRNS chunk of 255s
-        entries = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
-        im.putpalette(np.ascontiguousarray(entries).tobytes(),
-                      rawmode="RGBA" if palette.shape[1] == 4 else "RGB")
-        options = {"bits": palette_bit_depth(n_colors)}
-    else:
-        pixels = palette[labels]
-        im = Image.fromarray(pixels[:, :, 0] if n_channels == 1 else pixels)
-        options = {}
-    out = io.BytesIO()
-    im.save(out, "PNG", compress_level=level, **options)
-    return out.getvalue()
+    from .png import encode_png
+    return encode_png(palette, labels, level=level, optimize=optimize)
 
 
 def write_png(path, palette, labels, *, level=PNG_LEVEL):

@@ -125,7 +125,7 @@ def test_more_than_256_colours_gives_truecolour_and_a_note(runner, image_file, w
 
 def test_json_report(runner, image_file, work):
     report = run_json(runner, "photo.png", "-k", 8, *FAST)
-    assert set(report) == {"input", "kmeans", "jpeg"}
+    assert set(report) == {"input", "kmeans", "jpeg", "skipped"} and report["skipped"] is None
     assert {"path", "width", "height", "channels", "bytes"} <= set(report["input"])
     assert {"path", "bytes", "colors", "steps_run", "converged", "psnr", "ssim",
             "seconds"} <= set(report["kmeans"])
@@ -316,7 +316,7 @@ def test_bad_image_files(runner, work, rgb, name):
 def test_missing_file_and_folder(runner, work):
     assert_clean_error(run(runner, "compress", "nope.jpg"), 2, "nope.jpg", "does not exist")
     (work / "pictures").mkdir()
-    assert_clean_error(run(runner, "compress", "pictures"), 2, "is a folder")
+    assert_clean_error(run(runner, "compress", "pictures"), 2, "folder 'pictures' has no images")
     assert os.listdir(work) == ["pictures"]
 
 

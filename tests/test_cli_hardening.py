@@ -336,7 +336,7 @@ def test_progress_once_a_small_run_lasts(runner, image_file, watched, monkeypatc
     result = run(runner, "compress", "photo.png", "-k", 4, *FAST)
     assert result.exit_code == 0
     assert "kmeans-fast: encoding the PNG..." in result.stderr    # drawn by the timer
-    assert "measuring the PNG" in result.stderr                   # and every stage after it
+    assert "measuring" in result.stderr                           # and every stage after it
     assert result.stderr.endswith("\r")
 
 

@@ -1,0 +1,197 @@
+"""The command on several images, and the options of issues 7 and 10 (--psnr,
+--skip-if-larger, --optimize, --space, --dither): outputs, reports, errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmeans_fast import api, cli
+from kmeans_fast import io as kio
+from kmeans_fast.sample import sample_image
+
+from conftest import chunks, digest, save
+
+FAST = ["--steps", "4"]
+
+
+def run(runner, *args):
+    return runner.invoke(cli.main, ["compress", *[str(a) for a in args]],
+                         catch_exceptions=False)
+
+
+def lines_of_json(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def photos(work):
+    """Three small photos in photos/, one in photos/more/."""
+    (work / "photos" / "more").mkdir(parents=True)
+    paths = [save(work / "photos" / f"p{i}.png", sample_image(40, 56, seed=i)) for i in range(3)]
+    paths.append(save(work / "photos" / "more" / "deep.jpg", sample_image(40, 56, seed=9)))
+    return paths
+
+
+def test_several_files_each_get_their_outputs(runner, work, photos):
+    result = run(runner, *photos[:3], "-k", 6, *FAST, "--out-dir", "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(work / "out")) == sorted(
+        [f"p{i}_k6.png" for i in range(3)] + [f"p{i}_q95.jpg" for i in range(3)])
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["image", "colours", "PNG"]
+    assert sum("photos/p" in line for line in lines) == 3
+    assert "3 of 3 images compressed" in result.stdout
+
+
+def test_batch_outputs_equal_single_runs(runner, work, photos):
+    assert run(runner, *photos[:2], "-k", 5, *FAST, "--out-dir", "b", "--jobs", 2
+               ).exit_code == 0
+    for p in photos[:2]:
+        assert run(runner, p, "-k", 5, *FAST, "-o", f"single_{p.stem}.png",
+                   "--jpeg-output", f"single_{p.stem}.jpg").exit_code == 0
+        assert digest(work / "b" / f"{p.stem}_k5.png") == digest(work / f"single_{p.stem}.png")
+        assert digest(work / "b" / f"{p.stem}_q95.jpg") == digest(work / f"single_{p.stem}.jpg")
+
+
+def test_folders_and_recursion(runner, work, photos):
+    result = run(runner, "photos", "-k", 4, *FAST, "--no-jpeg", "--out-dir", "flat")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(work / "flat")) == ["p0_k4.png", "p1_k4.png", "p2_k4.png"]
+    result = run(runner, "photos", "-r", "-k", 4, *FAST, "--no-jpeg", "--out-dir", "deep")
+    assert result.exit_code == 0, result.output
+    assert (work / "deep" / "more" / "deep_k4.png").exists()      # sub-folders mirrored
+
+
+def test_json_lines_one_per_image(runner, work, photos):
+    result = run(runner, *photos, "-k", 4, *FAST, "--json", "--out-dir", "o", "--jobs", 1)
+    assert result.exit_code == 0, result.output
+    reports = lines_of_json(result.stdout)
+    assert sorted(r["input"]["path"] for r in reports) == sorted(str(p) for p in photos)
+    for r in reports:
+        assert r["error"] is None and r["kmeans"]["bytes"] == os.path.getsize(r["kmeans"]["path"])
+
+
+def test_a_bad_file_does_not_stop_the_batch(runner, work, photos):
+    (work / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = run(runner, "photos", "-k", 4, *FAST, "--out-dir", "o", "--jobs", 1)
+    assert result.exit_code == 1
+    assert result.stderr.count("broken.png") == 2                 # its line, and the summary
+    assert "1 of 4 images failed" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(work / "o")) == sorted(
+        [f"p{i}_k4.png" for i in range(3)] + [f"p{i}_q95.jpg" for i in range(3)])
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["empty"], 2, "folder 'empty' has no images"),
+    (["nested"], 2, "add --recursive"),
+    (["photos", "-o", "x.png"], 2, "--out-dir"),
+    (["photos", "--jpeg-output", "x.jpg"], 2, "--out-dir"),
+    (["photos", "--out-dir", "a_file"], 2, "'--out-dir'"),
+    (["photos/p0.png", "photos/more/../p0.png"], 2, "would both write"),
+    (["photos/p0.png", "--shared-palette"], 2, "several images"),
+])
+def test_batch_usage_errors(runner, work, photos, args, code, words):
+    (work / "empty").mkdir()
+    (work / "nested" / "inner").mkdir(parents=True)
+    save(work / "nested" / "inner" / "x.png", sample_image(8, 8))
+    (work / "a_file").write_text("not a folder")
+    before = sorted(os.listdir(work))
+    result = run(runner, *args, *FAST)
+    assert result.exit_code == code, result.output
+    err = result.stderr
+    assert err.startswith("Error: ") and err.count("\n") == 1 and words in err, err
+    assert sorted(os.listdir(work)) == before
+
+
+def test_shared_palette(runner, work, photos):
+    result = run(runner, *photos[:3], "-k", 8, *FAST, "--shared-palette", "--no-jpeg",
+                 "--out-dir", "s", "--seed", 3)
+    assert result.exit_code == 0, result.output
+    plte = {chunks((work / "s" / f"p{i}_k8.png").read_bytes())["PLTE"][0] for i in range(3)}
+    assert len(plte) == 1                                          # one palette for all
+    hist = sum(api.histogram(kio.read_image(p)) for p in photos[:3])
+    fit = api.fit_palette(hist, 8, steps=4, seed=3)
+    with Image.open(work / "s" / "p0_k8.png") as im:
+        got = np.asarray(im.convert("RGB"))
+    assert {tuple(c) for c in got.reshape(-1, 3)} <= {tuple(c) for c in fit.palette}
+    assert "shared palette: 8 colours for 3 images" in result.stdout
+
+
+def test_skip_existing(runner, work, photos):
+    assert run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o").exit_code == 0
+    stamp = (work / "o" / "p0_k4.png").stat().st_mtime_ns
+    (work / "o" / "p1_k4.png").unlink()
+    result = run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o", "--skip-existing")
+    assert result.exit_code == 0
+    assert "p0.png: its outputs exist" in result.stdout
+    assert (work / "o" / "p1_k4.png").exists()
+    assert (work / "o" / "p0_k4.png").stat().st_mtime_ns == stamp
+
+
+# --------------------------------------------------------------------------
+# the options of issues 7 and 10
+# --------------------------------------------------------------------------
+def test_psnr_target_takes_the_fewest_colours(runner, work, image_file):
+    result = run(runner, "photo.png", "-k", 64, *FAST, "--psnr", 30, "--json", "--no-jpeg")
+    assert result.exit_code == 0, result.output
+    km = json.loads(result.stdout)["kmeans"]
+    k = km["colors"]
+    assert km["target_reached"] and km["undithered_psnr"] >= 30 and k in km["colors_tried"]
+    image = kio.read_image(image_file)
+    assert api.quantize(image, k, steps=4, seed=0).psnr >= 30
+    assert api.quantize(image, k - 1, steps=4, seed=0).psnr < 30   # one fewer falls short
+
+
+def test_psnr_target_out_of_reach_uses_the_most(runner, work, image_file):
+    result = run(runner, "photo.png", "-k", 2, *FAST, "--psnr", 60, "--no-jpeg")
+    assert result.exit_code == 0, result.output
+    assert "reaches PSNR 60 dB" in result.stderr and "the largest was used" in result.stderr
+    assert (work / "photo_k2.png").exists()
+
+
+def test_skip_if_larger(runner, work, rgb):
+    tiny = save(work / "tiny.jpg", rgb, params=[1, 10])       # a small JPEG
+    result = run(runner, "tiny.jpg", "-k", 256, *FAST, "--skip-if-larger", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "would be larger than the input" in report["skipped"]
+    assert os.listdir(work) == ["tiny.jpg"]
+    assert tiny.stat().st_size < report["kmeans"]["bytes"]
+
+
+def test_optimize_is_smaller_and_exact(runner, work, image_file):
+    plain = json.loads(run(runner, "photo.png", "-k", 16, *FAST, "--json", "--no-jpeg",
+                           "-o", "plain.png").stdout)
+    small = json.loads(run(runner, "photo.png", "-k", 16, *FAST, "--json", "--no-jpeg",
+                           "--optimize", "-o", "opt.png").stdout)
+    assert small["kmeans"]["optimized"] and small["kmeans"]["bytes"] <= plain["kmeans"]["bytes"]
+    assert np.array_equal(kio.read_image(work / "plain.png"), kio.read_image(work / "opt.png"))
+
+
+def test_space_is_used_and_reported(runner, work, image_file):
+    report = json.loads(run(runner, "photo.png", "-k", 8, *FAST, "--space", "oklab",
+                            "--json", "--no-jpeg").stdout)
+    assert report["kmeans"]["space"] == "oklab"
+    image = kio.read_image(image_file)
+    q = api.quantize(image, 8, steps=4, seed=0, space="oklab")
+    with Image.open(work / "photo_k8.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), q.image())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dither-strength", 2], "'--dither-strength'"),
+    (["--psnr", -1], "'--psnr'"),
+    (["--psnr", 0], "'--psnr'"),
+    (["--space", "lab"], "'--space'"),
+    (["--dither", "floyd"], "'--dither'"),
+    (["--dither-strength", 0.5], "--dither fs or ordered"),
+])
+def test_bad_look_options(runner, work, image_file, args, words):
+    result = run(runner, "photo.png", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert words in result.stderr
+    assert os.listdir(work) == ["photo.png"]
