@@ -234,3 +234,27 @@ def test_fit_palette_and_remap_arguments():
         api.remap(RGB, fit.palette.astype(np.int64))
     labels = api.remap(RGB, fit.palette)
     assert labels.shape == RGB.shape[:2] and labels.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------
+# quality target
+# --------------------------------------------------------------------------
+def test_target_psnr_picks_the_smallest_k_that_reaches_it():
+    image = photo("chelsea")
+    hist = api.histogram(image)
+    curve = {k: api.fit_palette(hist, k, steps=5, seed=1).psnr for k in range(1, 41)}
+    for target in [curve[k] - 1e-9 for k in (2, 5, 9, 14, 23, 31, 40)] + [30.0, 33.3, 34.5]:
+        fit = api.fit_palette(hist, 40, steps=5, seed=1, target_psnr=target)
+        k = fit.n_colors
+        assert fit.reached and curve[k] >= target, target
+        assert k == 1 or curve[k - 1] < target, (target, k)        # one fewer falls short
+        assert fit.search[0] == (40, curve[40]) and (k, curve[k]) in fit.search
+        q = quantize(image, 40, steps=5, seed=1, target_psnr=target)
+        assert np.array_equal(q.palette, fit.palette) and q.search == fit.search
+
+
+def test_target_psnr_out_of_reach():
+    fit = api.fit_palette(api.histogram(photo("coffee")), 4, seed=0, target_psnr=60)
+    assert fit.n_colors == 4 and fit.reached is False and fit.search == [(4, fit.psnr)]
+    with pytest.raises(ValueError, match="target_psnr=-1"):
+        quantize(photo("coffee"), 4, target_psnr=-1)
