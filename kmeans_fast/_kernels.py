@@ -386,6 +386,43 @@ def assign_accumulate(points, weights, centers, labels, sums, counts):
 BOUND_SLACK = 1e-9
 
 
+ERROR_SPLIT = 20      # squared errors are summed as (e >> 20) and (e & (2**20 - 1))
+
+
+@njit(parallel=True, cache=True)
+def weighted_sq_error(points, ref, labels, weights, out):
+    """sum(weights * |points - ref[labels]|^2), exactly, in two int64 parts.
+
+    Every squared error e (below 2**36) is added as ``e >> ERROR_SPLIT`` and
+    ``e & (2**ERROR_SPLIT - 1)`` times its weight, so neither part overflows for
+    any image that fits in memory; the total is ``(out[:, 0].sum() << 20) +
+    out[:, 1].sum()`` (Python ints).
+
+    points : (M, C) int32 | uint8          # IN
+    ref : (k, C) int32 | uint8              # IN
+    labels : (M,) int32                     # IN
+    weights : (M,) int64                    # IN
+    out : (T, 2) int64                      # OUT  per-worker parts
+    """
+    n_points, n_ch = points.shape
+    n_workers = out.shape[0]
+    low_mask = (np.int64(1) << ERROR_SPLIT) - 1
+    for t in prange(n_workers):
+        a, b = _share(n_points, t, n_workers)
+        high = np.int64(0)
+        low = np.int64(0)
+        for i in range(a, b):
+            j = labels[i]
+            e = np.int64(0)
+            for c in range(n_ch):
+                d = np.int64(points[i, c]) - np.int64(ref[j, c])
+                e += d * d
+            high += weights[i] * (e >> ERROR_SPLIT)
+            low += weights[i] * (e & low_mask)
+        out[t, 0] = high
+        out[t, 1] = low
+
+
 @njit(parallel=True, cache=True)
 def farthest(points, labels, centers, n_want, out_dist, out_index):
     """Per worker, the ``n_want`` points farthest from their center.
@@ -546,24 +583,6 @@ def build_tree(points, weights, size, lo, hi, sums, wsum):
             sums[v, f] = sums[2 * v, f] + sums[2 * v + 1, f]
 
 
-@njit(cache=True, inline="always")
-def _dominated(lo, hi, v, centers, j, js, n_ch, margin):
-    """True when center j is farther than center js from every point of node
-    v's box by more than ``margin`` (so j can be dropped there: it is nobody's
-    nearest in the box, not even in a tie).  The difference of the two squared
-    distances is linear in the point, so its minimum over the box is at the
-    corner farthest in the direction of center j - center js."""
-    diff = 0.0
-    for c in range(n_ch):
-        z = centers[j, c]
-        zs = centers[js, c]
-        corner = np.float64(hi[v, c]) if z > zs else np.float64(lo[v, c])
-        t = corner - z
-        u = corner - zs
-        diff += t * t - u * u
-    return diff > margin
-
-
 @njit(parallel=True, cache=True)
 def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labels,
                 out_sums, out_counts):
@@ -571,11 +590,15 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
     Kanungo et al. 2002).
 
     Each node keeps the centers that may be nearest to some point of its box:
-    the one nearest to the box's middle, and every other one not farther than
-    it from all of the box by ``margin`` (``_dominated``).  ``margin`` must
-    exceed the rounding error of any squared distance computed here (the
-    caller passes 4e-9 times a bound on the squared norms: float64 rounding is
-    ~1e-15).  A node left with one center gives it all its points (their sums
+    the one nearest to the box's middle, z*, and every other one, z, that is
+    not farther than z* from all of the box by more than ``margin``.  The
+    difference of the two squared distances is linear in the point, so its
+    least value over the box, at the corner farthest toward z, is its value
+    at the middle m less the box's reach toward z:
+    ``|m - z|^2 - |m - z*|^2 - 2 sum_c |z_c - z*_c| e_c`` (e: the box's
+    half-extent).  ``margin`` must exceed the rounding error of any squared
+    distance computed here (the caller passes 4e-9 times a bound on the
+    squared norms: float64 rounding is ~1e-15).  A node left with one center gives it all its points (their sums
     at once); a leaf with several compares its points with them, in index
     order, with _nearest_block.  So labels and sums are exactly those of a full
     search (ties: lowest index).
@@ -606,6 +629,8 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
         stack_depth = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_n = np.empty(2 * depth_max + 2, dtype=np.int64)
         middle = np.empty(n_ch)
+        extent = np.empty(n_ch)
+        to_middle = np.empty(k)
         cen = np.zeros(4 * k)
         x0 = np.zeros(LEAF)
         x1 = np.zeros(LEAF)
@@ -632,6 +657,7 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
                 # the candidate nearest to the box's middle, then the survivors
                 for c in range(n_ch):
                     middle[c] = 0.5 * (np.float64(lo[v, c]) + np.float64(hi[v, c]))
+                    extent[c] = 0.5 * (np.float64(hi[v, c]) - np.float64(lo[v, c]))
                 best = -1
                 nearest = np.inf
                 for q in range(n_c):
@@ -640,13 +666,17 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
                     for c in range(n_ch):
                         tt = middle[c] - centers[j, c]
                         dd += tt * tt
+                    to_middle[q] = dd
                     if dd < nearest:
                         nearest = dd
                         best = j
                 m = 0
                 for q in range(n_c):
                     j = cands[d, q]
-                    if j == best or not _dominated(lo, hi, v, centers, j, best, n_ch, margin):
+                    reach = 0.0
+                    for c in range(n_ch):
+                        reach += abs(centers[j, c] - centers[best, c]) * extent[c]
+                    if j == best or to_middle[q] - nearest - 2.0 * reach <= margin:
                         cands[d + 1, m] = j
                         m += 1
                 a, b = _node_range(v, task_depth + d, size, n_points)
@@ -725,7 +755,7 @@ def _int_sq(points, i, y):
     return d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kpp_visit(points, weights, size, lo, hi, closest, node_total, node_max, y, update,
                stack, visited):
     """Gain of a center at y: sum of weight * (closest - d) over d < closest;
@@ -773,7 +803,7 @@ def _kpp_visit(points, weights, size, lo, hi, closest, node_total, node_max, y, 
     return gain
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def kmeanspp(points, weights, size, lo, hi, first_u, draws_u, chosen):
     """Greedy count-weighted k-means++ (exact integers), all rounds in one call.
 

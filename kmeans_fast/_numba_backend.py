@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -175,14 +177,19 @@ class Tree:
             labels[self.order] = tree_labels
         return out_sums.sum(axis=0), out_counts.sum(axis=0)
 
-    def kmeanspp(self, k, rng):
-        """Indices (in the caller's point order) of k points chosen by greedy k-means++."""
+    @staticmethod
+    def kmeanspp_draws(k, rng):
+        """The uniform draws of one k-means++ seeding, in the reference's order."""
+        return rng.random(), rng.random((k - 1, 2 + int(math.log(k))))
+
+    def kmeanspp(self, k, rng=None, *, draws=None):
+        """Indices (in the caller's point order) of k points chosen by greedy
+        k-means++, with draws from ``rng`` or given (:meth:`kmeanspp_draws`)."""
         # D^2 weights stay below 2**63 on any image: features above 12 bits are
         # shifted right (only the sampling sees this; Lloyd uses the full features)
         root = np.abs(np.concatenate([self.lo[1], self.hi[1]]).astype(np.int64))
         shift = max(0, int(root.max()).bit_length() - 12)
-        first_u = rng.random()
-        draws = rng.random((k - 1, 2 + int(math.log(k))))
+        first_u, draws = draws if draws is not None else self.kmeanspp_draws(k, rng)
         chosen = np.empty(k, dtype=np.int64)
         K.kmeanspp(self.points >> shift, self.weights, self.size, self.lo >> shift,
                    self.hi >> shift, first_u, draws, chosen)
@@ -213,10 +220,15 @@ def _initial_centers(points, counts, k, init, rng, tree):
     if tree.n_leaves >= CORESET_MIN_LEAVES * k:
         points, counts = tree.coreset()
         tree = Tree(points, counts, arrange=False)
-    sq_norm_total = _weighted_sum(counts, (points.astype(np.int64) ** 2).sum(axis=1))
+    sq_norm_total = _sq_norm_total(points, counts)
+    # the seedings are serial kernels without the GIL: run them side by side
+    # (draws made first, in the order a loop would make them)
+    draws = [tree.kmeanspp_draws(k, rng) for _ in range(N_INIT)]
+    with ThreadPoolExecutor(max_workers=min(N_INIT, os.cpu_count() or 1)) as pool:
+        seedings = list(pool.map(lambda d: tree.kmeanspp(k, draws=d), draws))
     best, best_cost = None, None
-    for _ in range(N_INIT):
-        centers = points[tree.kmeanspp(k, rng)].astype(np.float64)
+    for index in seedings:
+        centers = points[index].astype(np.float64)
         cost = _objective(sq_norm_total, centers, *tree.assign(centers))
         if best is None or cost < best_cost:
             best, best_cost = centers, cost
@@ -239,11 +251,18 @@ def _refill_empty(points, labels, centers, empty):
     centers[empty[:pick.size]] = points[pick]
 
 
-def _weighted_sum(weights, values):
-    """sum(weights * values) as an exact Python int (int64 products could
-    overflow on gigapixel images): values split into high and low bits."""
-    high, low = values >> 20, values & ((1 << 20) - 1)
-    return (int((weights * high).sum()) << 20) + int((weights * low).sum())
+def weighted_sq_error(points, ref, labels, weights):
+    """sum(weights * |points - ref[labels]|^2) as an exact Python int."""
+    out = np.empty((_workers(points.shape[0]), 2), dtype=np.int64)
+    K.weighted_sq_error(np.ascontiguousarray(points), np.ascontiguousarray(ref),
+                        np.ascontiguousarray(labels, dtype=np.int32), weights, out)
+    return (int(out[:, 0].sum()) << K.ERROR_SPLIT) + int(out[:, 1].sum())
+
+
+def _sq_norm_total(points, weights):
+    """sum(weights * |points|^2), exact."""
+    zero = np.zeros((1, points.shape[1]), dtype=points.dtype)
+    return weighted_sq_error(points, zero, np.zeros(points.shape[0], np.int32), weights)
 
 
 def _objective(sq_norm_total, centers, sums, counts):
@@ -262,7 +281,7 @@ def lloyd(points, counts, centers, *, steps, tol, progress, tree, pixels=None):
     Returns (centers, steps_run, converged, history).
     """
     k, n_ch = centers.shape
-    sq_norm_total = _weighted_sum(counts, (points.astype(np.int64) ** 2).sum(axis=1))
+    sq_norm_total = _sq_norm_total(points, counts)
     if pixels is not None:
         n_workers = _workers(pixels.shape[0])
         pixel_labels = np.empty(pixels.shape[0], dtype=_label_dtype(k))
@@ -355,8 +374,7 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
     result["colour_labels"] = labels
     # exact squared errors of the nearest-entry assignment: in the features,
     # and in the image's own channel values (what PSNR measures)
-    feat_err = ((feats.astype(np.int64) - pal_feats[labels].astype(np.int64)) ** 2).sum(axis=1)
-    raw_err = ((colours.astype(np.int64) - result["palette"][labels].astype(np.int64)) ** 2)
-    result["inertia"] = _weighted_sum(counts, feat_err)
-    result["sse"] = _weighted_sum(counts, raw_err.sum(axis=1))
+    result["inertia"] = weighted_sq_error(feats, pal_feats, labels, counts)
+    result["sse"] = (result["inertia"] if space == "rgb" and n_ch in (1, 3) else
+                     weighted_sq_error(colours, result["palette"], labels, counts))
     return result
