@@ -480,7 +480,8 @@ def decode_image(data, name="image", *, max_pixels="auto"):
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     elif image.ndim == 3 and image.shape[2] in _TO_RGB:
-        image = cv2.cvtColor(image, _TO_RGB[image.shape[2]])
+        # in place: no second full-size copy of the image while it converts
+        image = cv2.cvtColor(image, _TO_RGB[image.shape[2]], dst=image)
     elif image.ndim != 2:
         raise ImageIOError(f"{name} has shape {image.shape}: only gray, RGB and RGBA images "
                            "are supported")
