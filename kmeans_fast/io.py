@@ -71,7 +71,6 @@ _ORIENT = {
     8: lambda x: cv2.rotate(x, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
 _TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
-_FROM_RGB = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGR}          # JPEG has no alpha
 # what decoders print about damaged data that they may still decode
 _DAMAGED = re.compile(r"premature end|truncated|incomplete|corrupt", re.IGNORECASE)
 # ... except a few stray bytes just before the JPEG's end: common in camera
@@ -866,31 +865,59 @@ def write_png(path, palette, labels, *, level=PNG_LEVEL):
     return write_bytes(path, png_bytes(palette, labels, level=level))
 
 
-def encode_jpeg(image, quality=JPEG_QUALITY):
-    """Encode 8-bit gray, RGB or RGBA pixels as JPEG with OpenCV.
+def _jpeg_view(image):
+    """The pixels as simplejpeg reads them, without a copy: (array, colorspace)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"image has dtype {image.dtype}: JPEG needs uint8 pixels")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.size == 0:
+        raise ValueError(f"image has shape {image.shape}: expected (H, W) or (H, W, C), "
+                         "C in 1, 3, 4")
+    image = np.ascontiguousarray(image)
+    return image, {1: "GRAY", 3: "RGB", 4: "RGBX"}[image.shape[2]]
 
-    JPEG has no alpha channel: RGBA images lose theirs.
+
+def encode_jpeg(image, quality=JPEG_QUALITY):
+    """Encode 8-bit gray, RGB or RGBA pixels as a baseline JPEG (libjpeg-turbo).
+
+    JPEG has no alpha channel: RGBA images lose theirs.  Colour images use 4:2:0
+    chroma subsampling, as libjpeg and OpenCV do by default.  The pixels are
+    read in place (``simplejpeg``): no channel-swapped copy of the image.
 
     Parameters
     ----------
     image : ndarray of shape (H, W) or (H, W, C), dtype uint8
     quality : int, optional
-        1 to 100; OpenCV's default is 95.
+        1 to 100; 95 by default.
 
     Returns
     -------
     bytes
     """
+    import simplejpeg
+
     if not 1 <= quality <= 100:
         raise ValueError(f"quality={quality} must be between 1 and 100")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, _FROM_RGB[image.shape[2]])
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ImageIOError("OpenCV could not encode the image as JPEG")
-    return data.tobytes()
+    image, colorspace = _jpeg_view(image)
+    return simplejpeg.encode_jpeg(image, quality=int(quality), colorspace=colorspace,
+                                  colorsubsampling="420" if image.shape[2] > 1 else "Gray")
+
+
+def decode_jpeg_like(data, image):
+    """Decode a JPEG made by :func:`encode_jpeg` of ``image``, for comparing with it.
+
+    Returns an array of ``image``'s height and width, gray or RGB (a JPEG has no
+    alpha), decoded straight into a new array: no second full-size buffer.
+    """
+    import simplejpeg
+
+    height, width = image.shape[:2]
+    gray = image.ndim == 2 or image.shape[2] == 1
+    out = np.empty((height, width, 1 if gray else 3), dtype=np.uint8)
+    simplejpeg.decode_jpeg(data, colorspace="GRAY" if gray else "RGB", buffer=out)
+    return out[:, :, 0] if image.ndim == 2 else out
 
 
 def jpeg_for_size(image, target_bytes):

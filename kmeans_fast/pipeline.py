@@ -7,23 +7,23 @@ it and writes the outputs atomically (both files or neither).  The command
 so there is one pipeline and one report format.  Nothing here prints.
 
 Data flows one way: pixels -> histogram -> k-means palette -> labels (nearest
-entry or dithered) -> PNG bytes; pixels -> JPEG bytes -> decoded once; then
-both are measured against the pixels from the palette and labels (no painted
-copy of the quantized image), and the files are written.
+entry or dithered) -> PNG bytes, measured from the palette and labels (no
+painted copy of the quantized image); then pixels -> JPEG bytes -> decoded once
+into one array -> measured; then the files are written.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import api
 from . import io as kio
-from .metrics import quality, size_stats
+from .metrics import psnr, quality, size_stats, ssim
 
 __all__ = ["Options", "Outcome", "compress_image", "compress_file", "output_names",
            "DEFAULT_COLORS", "JPEG_OUTPUT"]
@@ -86,13 +86,14 @@ class Outcome:
     report : dict
         ``{"kmeans": {...}, "jpeg": {...} or None}`` (see the README's report
         section); :func:`compress_file` adds ``"input"`` and the paths.
-    quantization : kmeans_fast.Quantization
+    exact : bool
+        The PNG holds the pixels exactly (k >= the image's colours).
     """
 
     png: bytes
     jpeg: bytes
     report: dict
-    quantization: object = field(repr=False, default=None)
+    exact: bool = False
 
 
 def _quantize(pixels, options, palette, progress):
@@ -115,6 +116,11 @@ def _quantize(pixels, options, palette, progress):
 
 def compress_image(pixels, options=Options(), *, palette=None, progress=None):
     """Quantize, encode and measure one image in memory.
+
+    The stages run so that no more than two full-size images are alive at
+    once: the PNG is made and measured (pixels + labels), the labels are let
+    go, then the JPEG is made, decoded straight into one array and measured
+    (pixels + decoded JPEG).
 
     Parameters
     ----------
@@ -156,8 +162,13 @@ def compress_image(pixels, options=Options(), *, palette=None, progress=None):
         reached = q.psnr >= options.target_psnr
         kmeans.update(target_reached=bool(reached), undithered_psnr=q.psnr,
                       colors_tried=[k_ for k_, _ in q.search])
+    say("measuring the PNG")
+    kmeans.update(quality(pixels, q.palette, q.labels)[0])
+    exact = palette is None and q.n_distinct <= len(q.palette) and q.sse == 0
+    del q                                   # the labels go before the JPEG comes
 
-    jpeg = decoded = None
+    report = {"kmeans": kmeans, "jpeg": None}
+    jpeg = None
     if options.jpeg:
         say("encoding the JPEG")
         started = time.perf_counter()
@@ -166,19 +177,16 @@ def compress_image(pixels, options=Options(), *, palette=None, progress=None):
         else:
             jpeg_quality, jpeg = options.jpeg_quality, kio.encode_jpeg(pixels,
                                                                        options.jpeg_quality)
-        jpeg_report = {"bytes": len(jpeg), "quality": jpeg_quality,
-                       "seconds": time.perf_counter() - started,
-                       **size_stats(len(jpeg), height, width, channels)}
-        decoded = kio.decode_image(jpeg, "the JPEG", max_pixels=None)
-    say("measuring")
-    png_q, jpeg_q = quality(pixels, q.palette, q.labels, decoded)
-    kmeans.update(png_q)
-    del decoded
-    report = {"kmeans": kmeans, "jpeg": None}
-    if jpeg is not None:
-        jpeg_report.update(jpeg_q)
-        report["jpeg"] = jpeg_report
-    return Outcome(png=png, jpeg=jpeg, report=report, quantization=q)
+        report["jpeg"] = {"bytes": len(jpeg), "quality": jpeg_quality,
+                          "seconds": time.perf_counter() - started,
+                          **size_stats(len(jpeg), height, width, channels)}
+        say("measuring the JPEG")
+        decoded = kio.decode_jpeg_like(jpeg, pixels)
+        # JPEG keeps no alpha: an RGBA image is compared on its colour channels
+        reference = pixels[:, :, :3] if channels == 4 else pixels
+        report["jpeg"].update(psnr=psnr(reference, decoded), ssim=ssim(reference, decoded))
+        del decoded
+    return Outcome(png=png, jpeg=jpeg, report=report, exact=exact)
 
 
 def output_names(stem, options, *, batch):
@@ -257,8 +265,7 @@ def _kept_input(source, outcome):
     """The input file's bytes, when it is an 8-bit PNG that already has every
     colour of the result (k >= its colours, nothing changed) and is smaller
     than our encoding: copying it is exact and smaller.  Else None."""
-    q = outcome.quantization
-    if source is None or q.n_distinct == 0 or q.n_distinct > len(q.palette) or q.sse != 0:
+    if source is None or not outcome.exact:
         return None
     try:
         data = Path(source).read_bytes()
