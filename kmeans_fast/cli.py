@@ -613,6 +613,11 @@ def compress(ctx, images, colors, steps, init, seed, space, dither, dither_stren
                   quiet=quiet, show=show)
 
 
+def _json_ready(report):
+    from .pipeline import json_ready
+    return json_ready(report)
+
+
 def _first_run_note(quiet):
     """The one-line "compiling kernels" note, on a terminal, when not quiet."""
     if quiet:
@@ -689,7 +694,7 @@ def _compress_one(ctx, kio, image, options, *, output, out_dir, jpeg_output, ski
             click.echo(f"note: {note}", err=True)
     with _printing_report(to_stderr):
         if as_json:
-            click.echo(json.dumps(_clean(report), indent=2), err=to_stderr)
+            click.echo(json.dumps(_json_ready(report), indent=2), err=to_stderr)
         elif not quiet:
             _print_table(report, options.colors, to_stderr)
     if show and report["skipped"] is None:
@@ -728,19 +733,6 @@ def _notes(report):
     if report.get("skipped"):
         notes.append(f"nothing written: {report['skipped']} (--skip-if-larger)")
     return notes
-
-
-def _clean(value):
-    """The report for JSON: infinite PSNRs as null (JSON has no infinity), paths as text."""
-    if isinstance(value, float) and math.isinf(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # --------------------------------------------------------------------------
@@ -804,8 +796,8 @@ def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette,
         results.append((job, report, error))
         if as_json:
             with _printing_report(False):
-                click.echo(json.dumps(_clean({"input": str(job.source), "error": error,
-                                              **(report or {})})))
+                click.echo(json.dumps(_json_ready({"input": str(job.source), "error": error,
+                                                   **(report or {})})))
         elif report is not None and report.get("skipped") and not quiet:
             click.echo(f"note: {job.source}: nothing written: {report['skipped']}", err=True)
         progress.done += 1

@@ -25,8 +25,8 @@ from . import api
 from . import io as kio
 from .metrics import psnr, quality, size_stats, ssim
 
-__all__ = ["Options", "Outcome", "compress_image", "compress_file", "output_names",
-           "DEFAULT_COLORS", "JPEG_OUTPUT"]
+__all__ = ["Options", "Outcome", "compress_image", "run", "compress_file", "output_names",
+           "json_ready", "DEFAULT_COLORS", "JPEG_OUTPUT"]
 
 DEFAULT_COLORS = 16
 JPEG_OUTPUT = "jpeg_compressed.jpg"
@@ -294,14 +294,15 @@ def compress_file(path, png_path, jpeg_path, options=Options(), *, max_pixels="a
                progress=progress)
 
 
-def json_ready(report):
-    """The report with infinite PSNRs as None (JSON has no infinity)."""
-    def clean(value):
-        if isinstance(value, float) and math.isinf(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-    return clean(report)
+def json_ready(value):
+    """A report as JSON takes it: infinite PSNRs as None (JSON has no
+    infinity), paths as text."""
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
