@@ -796,8 +796,9 @@ def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette,
         results.append((job, report, error))
         if as_json:
             with _printing_report(False):
-                click.echo(json.dumps(_json_ready({"input": str(job.source), "error": error,
-                                                   **(report or {})})))
+                line = report or {"input": {"path": str(job.source)}, "kmeans": None,
+                                  "jpeg": None, "skipped": None}
+                click.echo(json.dumps(_json_ready({**line, "error": error})))
         elif report is not None and report.get("skipped") and not quiet:
             click.echo(f"note: {job.source}: nothing written: {report['skipped']}", err=True)
         progress.done += 1

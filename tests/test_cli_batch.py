@@ -2,6 +2,7 @@
 --skip-if-larger, --optimize, --space, --dither): outputs, reports, errors."""
 
 import json
+from pathlib import Path
 import os
 
 import numpy as np
@@ -72,6 +73,16 @@ def test_json_lines_one_per_image(runner, work, photos):
     assert sorted(r["input"]["path"] for r in reports) == sorted(str(p) for p in photos)
     for r in reports:
         assert r["error"] is None and r["kmeans"]["bytes"] == os.path.getsize(r["kmeans"]["path"])
+
+
+def test_json_lines_name_a_failed_file(runner, work, photos):
+    (work / "photos" / "broken.png").write_bytes(b"not an image")
+    result = run(runner, "photos", "-k", 4, *FAST, "--json", "--out-dir", "o", "--jobs", 1)
+    assert result.exit_code == 1
+    reports = {r["input"]["path"]: r for r in lines_of_json(result.stdout)}
+    broken = reports[str(Path("photos") / "broken.png")]
+    assert broken["kmeans"] is None and "cannot decode" in broken["error"]
+    assert sum(r["error"] is None for r in reports.values()) == 3
 
 
 def test_a_bad_file_does_not_stop_the_batch(runner, work, photos):
