@@ -2,7 +2,10 @@
 
 ``prepare(image, k, steps, centres, seed)`` does the untimed set-up (type
 conversions a user of that library must do too) and returns a zero-argument
-``run``; ``run()`` is the timed call and returns an :class:`Outcome`.  Peers are
+``run``; ``run()`` is the timed call and returns an :class:`Outcome`.  Most
+methods start from the shared centres and run ``steps`` Lloyd steps; the
+``defaults`` ones (kmeans_fast's ``quantize(image, k)``, libimagequant at its
+defaults) run what their users get, init and steps included.  Peers are
 imported only inside their functions, so this module imports nothing beyond
 NumPy and a missing peer shows up as "not installed".
 """
@@ -10,6 +13,7 @@ NumPy and a missing peer shows up as "not installed".
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +33,7 @@ class Outcome:
     quantized: Callable[[], np.ndarray]   # builds the (H, W, 3) uint8 result, untimed
     steps_run: int | None = None          # Lloyd steps the method reports, if any
     path: str | None = None               # kmeans_fast: the path that ran
+    phases: dict | None = None            # kmeans_fast: seconds before, in, after the steps
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Method:
     threads: Callable[[], object]
     backend: str | None = None            # kmeans_fast's backend; None for a peer
     max_k: int = 65536                    # most colours it can make
+    defaults: bool = False                # its own defaults: own init and step count
 
     @property
     def peer(self):
@@ -66,15 +72,40 @@ def kf_init_args(centres, k, seed, kf_init):
     return dict(init="random", seed=seed)  # (fewer colours than k: no centres needed)
 
 
-def _kmeans_fast(backend, method):
+class _Phases:
+    """A ``progress`` callback for ``quantize`` that notes when the Lloyd steps
+    start (``progress(0, steps)``, after the histogram and the init) and when
+    each one ends: the seconds before, in and after the steps of one call."""
+
+    def __init__(self):
+        self.stamps = []
+        self.start = time.perf_counter()
+
+    def __call__(self, done, total):
+        self.stamps.append(time.perf_counter())
+
+    def split(self, end):
+        if not self.stamps:
+            return None
+        first, last = self.stamps[0], self.stamps[-1]
+        return dict(before_steps_s=first - self.start, steps_s=last - first,
+                    after_steps_s=end - last)
+
+
+def _kmeans_fast(backend, method, defaults=False):
     def prepare(image, k, steps, centres, seed, kf_init="random"):
         from kmeans_fast import quantize
-        init = kf_init_args(centres, k, seed, kf_init)
+        if defaults:   # what the command runs: quantize(image, k), k-means++, its steps
+            args = dict(seed=seed)
+        else:
+            args = dict(steps=steps, method=method, tol=0.0,
+                        **kf_init_args(centres, k, seed, kf_init))
 
         def run():
-            q = quantize(image, k, steps=steps, backend=backend, method=method,
-                         tol=0.0, **init)
-            return Outcome(q.image, q.steps_run, q.method)
+            phases = _Phases()
+            q = quantize(image, k, backend=backend, progress=phases, **args)
+            return Outcome(q.image, q.steps_run, q.method,
+                           phases.split(time.perf_counter()))
         return run
     return prepare
 
@@ -130,21 +161,23 @@ def _opencv_threads():
     return cv2.getNumThreads()
 
 
-def _imagequant(image, k, steps, centres, seed, kf_init=None):
-    import imagequant
-    h, w = image.shape[:2]
-    rgba = np.empty((h, w, 4), dtype=np.uint8)
-    rgba[:, :, :3] = image
-    rgba[:, :, 3] = 255
-    data = rgba.tobytes()
-    del rgba
+def _imagequant_with(**options):
+    def prepare(image, k, steps, centres, seed, kf_init=None):
+        import imagequant
+        h, w = image.shape[:2]
+        rgba = np.empty((h, w, 4), dtype=np.uint8)
+        rgba[:, :, :3] = image
+        rgba[:, :, 3] = 255
+        data = rgba.tobytes()
+        del rgba
 
-    def run():
-        idx, pal = imagequant.quantize_raw_rgba_bytes(data, w, h, dithering_level=0.0,
-                                                      max_colors=k)
-        palette = np.asarray(pal, dtype=np.uint8).reshape(-1, 4)[:, :3]
-        return Outcome(lambda: palette[np.frombuffer(idx, dtype=np.uint8)].reshape(image.shape))
-    return run
+        def run():
+            idx, pal = imagequant.quantize_raw_rgba_bytes(data, w, h, max_colors=k, **options)
+            palette = np.asarray(pal, dtype=np.uint8).reshape(-1, 4)[:, :3]
+            return Outcome(lambda: palette[np.frombuffer(idx, dtype=np.uint8)]
+                           .reshape(image.shape))
+        return run
+    return prepare
 
 
 def _pillow(image, k, steps, centres, seed, kf_init=None):
@@ -176,6 +209,11 @@ def _kf(key, label, backend, method, threads):
 
 
 METHODS = {m.key: m for m in (
+    Method("numba-defaults", "kmeans_fast defaults (what the command runs)", (),
+           "its own: k-means++ (best of 3 greedy seedings on a coreset), up to 30 steps "
+           "until converged; quantize(image, k, seed=seed)",
+           _kmeans_fast("numba", "auto", defaults=True), _numba_threads, backend="numba",
+           defaults=True),
     _kf("numba-auto", "kmeans_fast numba auto", "numba", "auto", _numba_threads),
     _kf("numba-pixels", "kmeans_fast numba pixels", "numba", "pixels", _numba_threads),
     _kf("numba-histogram", "kmeans_fast numba histogram", "numba", "histogram",
@@ -189,7 +227,11 @@ METHODS = {m.key: m for m in (
            _opencv, _opencv_threads),
     Method("imagequant", "libimagequant (imagequant)", ("imagequant",),
            "its own (median cut + refinement); no centres, no step count; dithering off",
-           _imagequant, _one_thread, max_k=256),
+           _imagequant_with(dithering_level=0.0), _one_thread, max_k=256),
+    Method("imagequant-defaults", "libimagequant defaults (dithering 1.0)", ("imagequant",),
+           "its own defaults: quantize_raw_rgba_bytes(data, w, h, max_colors=k) "
+           "(dithering_level 1.0, its default speed)",
+           _imagequant_with(), _one_thread, max_k=256, defaults=True),
     Method("pillow", "Pillow quantize (median cut)", ("PIL",),
            "median cut; kmeans=0 (Pillow's `kmeans` is a change threshold, not a step "
            "count); dithering off", _pillow, _one_thread, max_k=256),
@@ -201,7 +243,8 @@ def warm_up(method, image, k, steps, seed, kf_init):
     """(first call s, second call s) of ``method`` on a small crop of ``image``.
 
     For kmeans_fast both paths run, since "auto" may take either on the full
-    image; with Numba's on-disk cache warm, the difference is the cache load.
+    image (and the defaults' k-means++ too); with Numba's on-disk cache warm,
+    the difference is the cache load.
     """
     crop = np.ascontiguousarray(image[:WARMUP_SIDE, :WARMUP_SIDE])
     centres = shared_centres(crop, k, seed)
@@ -210,6 +253,8 @@ def warm_up(method, image, k, steps, seed, kf_init):
     else:
         runs = [_kmeans_fast(method.backend, path)(crop, k, steps, centres, seed, kf_init)
                 for path in ("pixels", "histogram")]
+        if method.defaults:
+            runs.append(method.prepare(crop, k, steps, centres, seed))
     first = sum(timed(run)[0] for run in runs)
     second = sum(timed(run)[0] for run in runs)
     return first, second

@@ -1,11 +1,17 @@
-"""Plan the measurements, run each in its own worker process, collect the results.
+"""Plan the measurements, run each in its own process, collect the results.
 
 Measurements run one at a time (never two at once: they would share the cores),
-smallest image first.  Before a measurement the runner extrapolates its time from
-the same method and k on the next smaller image (linearly in the pixel count); a
-run that would exceed the mode's budget is skipped and marked so in the results
-(except the runs the targets are judged on).  The worker repeats a run only while
-the repeats fit in the mode's ``repeat_s``.
+in sections: the methods (smallest image first), the defaults with one core
+busy, the end-to-end breakdown, the whole commands and the batch throughput.
+Before a method's run the runner extrapolates its time from the same method
+and k on the next smaller image (linearly in the pixel count); a run that
+would exceed the mode's budget is skipped and marked so in the results
+(except the runs the targets are judged on).  The worker repeats a run only
+while the repeats fit in the mode's ``repeat_s``.
+
+Only a whole full run writes ``benchmarks/results/``; ``--quick``, the tests'
+``--tiny`` and a full run cut down by options write under ``--work``
+(``quick/``, ``tiny/``, ``partial/``) unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import report, system
+from . import commands, e2e, report, system, throughput
 from .images import SIZES, SOURCES, generated_image, user_images
 from .methods import METHODS
 
@@ -29,6 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
 DEFAULT_WORK = HERE / "_work"
+
+
+SECTIONS = ("methods", "busy", "e2e", "commands", "batch")
 
 
 @dataclass(frozen=True)
@@ -42,25 +51,40 @@ class Mode:
     budget_s: float       # skip a run extrapolated to take longer than this
     cold_compile: bool    # time the JIT compile with an empty Numba cache
     e2e_repeats: int      # 0: no end-to-end breakdown
+    png_ks: tuple = (16,)           # k of the PNG encoder study
+    busy_repeats: int = 1           # quiet / busy pairs of the busy-core run
+    command_repeats: int = 1        # rounds of whole-command timings
+    command_inputs: tuple = ("PNG", "JPEG")   # the photo's formats the commands read
+    no_jpeg: bool = True            # the command with --no-jpeg too (PNG input)
+    memory_mp: tuple = ()           # larger photos whose command peak RSS is measured
+    batch: tuple = (0, 0, 0, 0, 0)  # (files, width, height, loop sample, rounds)
+    sections: tuple = SECTIONS
 
 
 MODES = {
     # what the test suite runs: seconds
-    "tiny": Mode("tiny", (0.05,), (16,), 2, 2, 5.0, 60.0, False, 1),
-    # about 3 minutes on 2 cores
-    "quick": Mode("quick", (1, 4, 24), (16, 256), 10, 3, 4.0, 6.0, True, 1),
-    # about half an hour on 2 cores
-    "full": Mode("full", (1, 4, 24, 96), (16, 64, 256), 10, 5, 30.0, 60.0, True, 3),
+    "tiny": Mode("tiny", (0.05,), (16,), 2, 2, 5.0, 60.0, False, 1, png_ks=(16,),
+                 busy_repeats=1, command_repeats=1, command_inputs=("PNG",), no_jpeg=False,
+                 batch=(3, 160, 120, 1, 1)),
+    # about 8 minutes on 2 cores
+    "quick": Mode("quick", (1, 4, 24), (16, 256), 10, 3, 4.0, 6.0, True, 1,
+                  png_ks=(16, 256), busy_repeats=3, command_repeats=1,
+                  batch=(200, 1224, 816, 20, 1)),
+    # about 45 minutes on 2 cores
+    "full": Mode("full", (1, 4, 24, 96), (16, 64, 256), 10, 5, 30.0, 60.0, True, 3,
+                 png_ks=(16, 64, 256), busy_repeats=5, command_repeats=3, memory_mp=(96,),
+                 batch=(200, 1224, 816, 20, 2)),
 }
-
 
 
 def _always_run(method, k, megapixels):
     """The runs the targets are judged on are measured whatever their estimate:
-    numba auto everywhere, numba pixels and scikit-learn at k=16 on 24 MP."""
-    return method == "numba-auto" or (
-        method in ("numba-pixels", "sklearn") and k == 16
-        and abs(megapixels - report.TARGET_MP) < 0.5)
+    numba auto and the defaults everywhere; on 24 MP numba pixels and
+    scikit-learn at k=16, histogram and libimagequant (both ways) at k=256."""
+    at_target = abs(megapixels - report.TARGET_MP) < 0.5
+    return method in ("numba-auto", "numba-defaults") or at_target and (
+        (method in ("numba-pixels", "sklearn") and k == 16)
+        or (method in ("numba-histogram", "imagequant", "imagequant-defaults") and k == 256))
 
 
 def _log(msg):
@@ -178,16 +202,67 @@ def _compile(workers, mode, seed, kf_init):
     return out
 
 
-def _e2e(workers, mode, images, work, seed, kf_init):
-    if not mode.e2e_repeats:
-        return dict(status="skipped", reason="not run in this mode")
-    exact = [im for im in images if abs(im.megapixels - 24) < 0.5]
-    image = exact[0] if exact else max(images, key=lambda im: im.megapixels)
-    out = workers("e2e", "--image", image.path, "--work", work, "--k", mode.ks[0],
-                  "--steps", mode.steps, "--repeats", mode.e2e_repeats, "--seed", seed,
-                  "--kf-init", kf_init)
+def _target_image(images):
+    exact = [im for im in images if abs(im.megapixels - report.TARGET_MP) < 0.5]
+    return exact[0] if exact else max(images, key=lambda im: im.megapixels)
+
+
+def _not_run(why="not run in this mode"):
+    return dict(status="skipped", reason=why)
+
+
+def _busy(workers, mode, images, seed, kf_init):
+    """The defaults at the largest k on the target image, quiet and with one core busy."""
+    image = _target_image(images)
+    k = max(mode.ks)
+    out = workers("busy", "--image", image.path, "--method", "numba-defaults", "--k", k,
+                  "--repeats", mode.busy_repeats, "--seed", seed, "--kf-init", kf_init)
+    out.update(image_name=image.name, megapixels=image.megapixels)
+    _log(f"one core busy, {image.name}, k={k}: " + report.short_busy(out))
+    return out
+
+
+def _e2e(workers, mode, images, work, seed):
+    image = _target_image(images)
+    out = workers("e2e", "--image", image.path, "--work", work,
+                  "--ks", ",".join(map(str, mode.ks)), "--png-ks",
+                  ",".join(map(str, mode.png_ks)), "--repeats", mode.e2e_repeats,
+                  "--seed", seed, timeout_s=3600)
     out.update(image_name=image.name, megapixels=image.megapixels)
     _log(f"end to end on {image.name}: " + report.short_e2e(out))
+    return out
+
+
+def _commands(workers, mode, images, work, args):
+    image = _target_image(images)
+    files = e2e.source_files(image.path, work)
+    _log(f"whole commands on {image.name} (PNG and JPEG input), "
+         f"{mode.command_repeats} round(s):")
+    out = commands.command_timings(files, work, ks=mode.ks, repeats=mode.command_repeats,
+                                   env=workers.env, decoded_bytes=image.nbytes,
+                                   jpeg_inputs="JPEG" in mode.command_inputs,
+                                   no_jpeg=mode.no_jpeg, tiny_baseline=mode.name != "tiny",
+                                   log=_log)
+    out.update(image_name=image.name, megapixels=image.megapixels)
+    memory = {}
+    for mp in mode.memory_mp:
+        big = generated_image(mp, work, seed=args.seed, source=args.source)
+        memory[mp] = (e2e.source_files(big.path, work), big.nbytes)
+    if memory:
+        _log("peak memory of the command on larger photos:")
+        out["memory"] = commands.peak_memory(memory, work, k=16, env=workers.env, log=_log)
+    return out
+
+
+def _batch(workers, mode, work, seed):
+    n, width, height, sample, rounds = mode.batch
+    folder = throughput.photo_set(work, n, width, height, seed=seed)
+    _log(f"batch throughput: {n} photos of {width}x{height} in {folder}, "
+         f"{rounds} round(s):")
+    out = throughput.throughput(folder, work, k=16, repeats=rounds, loop_sample=sample,
+                                env=workers.env, log=_log)
+    out.update(width=width, height=height, folder=str(folder))
+    _log("batch: " + report.short_batch(out))
     return out
 
 
@@ -212,13 +287,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Time kmeans_fast (numba, NumPy reference) against scikit-learn, OpenCV, "
-                    "libimagequant and Pillow on generated photos (or yours) and write "
+                    "libimagequant and Pillow on generated photos (or yours), the whole "
+                    "command against its floor and pngquant, and a batch of photos; write "
                     "RESULTS.md, results.json and a chart.")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true",
-                       help="1, 4, 24 MP, k=16 and 256, runs over 6 s skipped: about 3 minutes")
+                       help="1, 4, 24 MP, k=16 and 256, runs over 6 s skipped: about 8 "
+                            "minutes; writes to benchmarks/_work/quick unless --out")
     group.add_argument("--full", action="store_true",
-                       help="1, 4, 24, 96 MP, k=16, 64, 256 (the default): about half an hour")
+                       help="1, 4, 24, 96 MP, k=16, 64, 256 (the default): about 45 minutes")
     group.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--images", metavar="DIR",
                    help="time your own photos (JPEG, PNG, ...) instead of the generated ones")
@@ -227,20 +304,24 @@ def parse_args(argv=None):
     p.add_argument("--k", type=lambda s: _csv(s, int), metavar="K,...", help="colour counts")
     p.add_argument("--methods", type=lambda s: _csv(s, str), metavar="NAME,...",
                    help=f"from {', '.join(METHODS)}")
-    p.add_argument("--steps", type=int, help="Lloyd steps per run (default 10)")
+    p.add_argument("--sections", type=lambda s: _csv(s, str), metavar="NAME,...",
+                   help=f"what to measure, from {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--steps", type=int, help="Lloyd steps of the same-init runs (default 10)")
     p.add_argument("--repeats", type=int, help="timed runs per measurement (median reported)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="skip a run estimated to take longer than this")
     p.add_argument("--threads", type=int, help="threads for every library (default: all cores)")
     p.add_argument("--kf-init", choices=("shared", "random"), default="shared",
-                   help="kmeans_fast's initial centres: the shared ones every method gets "
-                        "(default) or its own seeded random init")
+                   help="kmeans_fast's initial centres in the same-init rows: the shared "
+                        "ones every method gets (default) or its own seeded random init")
     p.add_argument("--source", choices=SOURCES, default="auto",
                    help="generated images: a bundled real photo upscaled, or "
                         "kmeans_fast.sample.sample_image")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end breakdown")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="where results go")
+    p.add_argument("--no-e2e", action="store_true",
+                   help="skip the end-to-end breakdown and the whole commands")
+    p.add_argument("--out", help="where results go (default: benchmarks/results for a whole "
+                                 "full run, benchmarks/_work/{quick,tiny,partial} otherwise)")
     p.add_argument("--work", default=str(DEFAULT_WORK), help="cache of generated images")
     p.add_argument("--from-json", metavar="FILE",
                    help="only rewrite RESULTS.md and the chart from a results.json")
@@ -251,33 +332,54 @@ def _mode(args):
     name = "tiny" if args.tiny else "quick" if args.quick else "full"
     mode = MODES[name]
     overrides = dict(sizes=args.sizes, ks=args.k, steps=args.steps, repeats=args.repeats,
-                     budget_s=args.budget)
+                     budget_s=args.budget, sections=args.sections)
     mode = replace(mode, **{k: v for k, v in overrides.items() if v is not None})
     if args.no_e2e:
-        mode = replace(mode, e2e_repeats=0)
+        mode = replace(mode, sections=tuple(s for s in mode.sections
+                                            if s not in ("e2e", "commands")))
     unknown = [s for s in mode.sizes if s not in SIZES]
     if unknown:
         raise SystemExit(f"--sizes {unknown}: generated sizes are {', '.join(map(str, SIZES))}")
+    bad = [s for s in mode.sections if s not in SECTIONS]
+    if bad:
+        raise SystemExit(f"--sections {bad}: choose from {', '.join(SECTIONS)}")
     return mode
+
+
+def output_folder(args, mode):
+    """``--out``; else benchmarks/results for a whole full run, and under ``--work``
+    otherwise: quick/, tiny/, or partial/ for a full run cut down by options."""
+    if args.out:
+        return Path(args.out)
+    if mode.name != "full":
+        return Path(args.work) / mode.name
+    partial = any((args.images, args.sizes, args.k, args.methods, args.sections, args.steps,
+                   args.repeats, args.budget, args.threads, args.no_e2e,
+                   args.kf_init != "shared", args.source != "auto", args.seed != 0))
+    return Path(args.work) / "partial" if partial else DEFAULT_OUT
 
 
 def main(argv=None):
     args = parse_args(argv)
-    out = Path(args.out)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        out = Path(args.out) if args.out else Path(args.from_json).parent
         _log("\n".join(f"wrote {p}" for p in report.write(results, out)))
         return 0
     mode = _mode(args)
+    out = output_folder(args, mode)
     methods = args.methods or tuple(METHODS)
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"--methods {bad}: choose from {', '.join(METHODS)}")
+    if "methods" not in mode.sections:
+        methods = ()
 
     started = time.perf_counter()
     load_start = _load()
     kf_init = args.kf_init
-    _log(f"mode {mode.name}; kmeans_fast init: {kf_init}; work folder {args.work}")
+    _log(f"mode {mode.name}; sections {', '.join(mode.sections)}; kmeans_fast init: "
+         f"{kf_init}; work folder {args.work}; results to {out}")
 
     if args.images:
         images = user_images(args.images, args.work)
@@ -295,24 +397,35 @@ def main(argv=None):
     machine = workers("machine")
     if machine.pop("status") != "ok":
         machine = system.machine()
-    compile_times = _compile(workers, mode, args.seed, kf_init)
+    compile_times = _compile(workers, mode, args.seed, kf_init) if methods else {}
     runs = run_suite(mode, images, methods, workers=workers, seed=args.seed, kf_init=kf_init)
-    e2e = _e2e(workers, mode, images, args.work, args.seed, kf_init)
+    loads = {"methods": load_start} if methods else {}
+    done = {}
+    for name, fn in (("busy", lambda: _busy(workers, mode, images, args.seed, kf_init)),
+                     ("e2e", lambda: _e2e(workers, mode, images, args.work, args.seed)),
+                     ("commands", lambda: _commands(workers, mode, images, args.work, args)),
+                     ("batch", lambda: _batch(workers, mode, args.work, args.seed))):
+        if name in mode.sections:
+            loads[name] = _load()
+            done[name] = fn()
+        else:
+            done[name] = _not_run()
 
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     results = dict(
-        suite="kmeans_fast benchmarks", format=1,
+        suite="kmeans_fast benchmarks", format=2,
         command=f"python -m benchmarks {argv_text}".strip(),
         date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - started,
         mode=asdict(mode), seed=args.seed, kf_init=kf_init,
         machine=machine, threads_option=args.threads,
-        methods={k: dict(label=m.label, peer=m.peer,
-                         init=m.init if m.peer else _kf_init_text(kf_init, args.seed))
+        methods={k: dict(label=m.label, peer=m.peer, defaults=m.defaults,
+                         init=m.init if (m.peer or m.defaults)
+                         else _kf_init_text(kf_init, args.seed))
                  for k, m in METHODS.items() if k in methods},
         load_start=load_start, load_end=_load(),
         images=[im.to_dict() for im in images],
-        compile=compile_times, runs=runs, e2e=e2e)
+        loads=loads, compile=compile_times, runs=runs, **done)
     results["duration_s"] = time.perf_counter() - started
     _log("\n".join(f"wrote {p}" for p in report.write(results, out)))
     _log(f"done in {results['duration_s']:.0f} s")

@@ -1,8 +1,9 @@
 """One measurement in a fresh process; prints one JSON line on stdout.
 
     python -m benchmarks.worker run --image IMG.npy --method numba-auto --k 16 --steps 10
+    python -m benchmarks.worker busy --image IMG.npy --method numba-defaults --k 256
     python -m benchmarks.worker compile --k 16 --steps 10   # JIT compile, as run
-    python -m benchmarks.worker e2e --image IMG.npy --work DIR --k 16 --steps 10
+    python -m benchmarks.worker e2e --image IMG.npy --work DIR --ks 16,256 --png-ks 16,64,256
     python -m benchmarks.worker machine                     # CPU, threads, versions
 
 A fresh process per measurement makes the peak RSS the method's own: the worker
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import system
 from .images import shared_centres
-from .measure import psnr, timed
+from .measure import BUSY_LOOP, busy_loop, psnr, timed
 from .methods import METHODS, WARMUP_SIDE, warm_up
 
 
@@ -41,12 +42,14 @@ def measure(args):
 
     run = method.prepare(image, args.k, args.steps, centres, args.seed,
                          kf_init=args.kf_init)
-    times = []
+    times, phases = [], []
     outcome = None
     while len(times) < args.repeats:
         outcome = None
         seconds, outcome = timed(run)
         times.append(seconds)
+        if outcome.phases:
+            phases.append(outcome.phases)
         if sum(times) + seconds > args.max_seconds:  # one more would overrun
             break
     peak = system.peak_rss_bytes()
@@ -61,8 +64,34 @@ def measure(args):
         rss_after_load_bytes=baseline, peak_rss_bytes=peak,
         added_bytes=max(0, peak - baseline), peak_reset=exact_peak,
         image_bytes=image.nbytes, psnr_db=db, psnr_by=psnr_by,
-        threads=method.threads(), kf_init=args.kf_init if not method.peer else None,
+        threads=method.threads(),
+        kf_init=args.kf_init if not (method.peer or method.defaults) else None,
+        phases={name: statistics.median(p[name] for p in phases) for name in phases[0]}
+        if phases else None,
     )
+
+
+def busy_core(args):
+    """The method quiet and with one core kept busy by another process, interleaved.
+
+    Each round times one quiet run, then starts ``python -c "while 1: pass"``,
+    lets it get going, times one run, and ends it.
+    """
+    method = METHODS[args.method]
+    image = np.load(args.image)
+    warm_up(method, image, args.k, args.steps, args.seed, args.kf_init)
+    centres = shared_centres(image, args.k, args.seed)
+    run = method.prepare(image, args.k, args.steps, centres, args.seed, kf_init=args.kf_init)
+    quiet, busy = [], []
+    for _ in range(args.repeats):
+        quiet.append(timed(run)[0])
+        with busy_loop():
+            busy.append(timed(run)[0])
+        gc.collect()
+    return dict(kind="busy", method=method.key, k=args.k, quiet_s=quiet, busy_s=busy,
+                quiet_median_s=statistics.median(quiet), busy_median_s=statistics.median(busy),
+                ratio=statistics.median(busy) / statistics.median(quiet),
+                threads=method.threads(), busy_process=" ".join(BUSY_LOOP))
 
 
 def compile_times(args):
@@ -91,7 +120,7 @@ def _set_threads(n):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
-    parser.add_argument("kind", choices=("run", "compile", "e2e", "machine"))
+    parser.add_argument("kind", choices=("run", "busy", "compile", "e2e", "machine"))
     parser.add_argument("--image")
     parser.add_argument("--method", choices=sorted(METHODS))
     parser.add_argument("--k", type=int, default=16)
@@ -102,20 +131,29 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kf-init", choices=("shared", "random"), default="random")
     parser.add_argument("--work")
+    parser.add_argument("--ks", help="e2e: colour counts, comma-separated")
+    parser.add_argument("--png-ks", help="e2e: colour counts of the PNG encoder study")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="e2e: leave out the optimizer (oxipng)")
     parser.add_argument("--threads", type=int, help="numba and OpenCV threads")
     args = parser.parse_args(argv)
     if args.threads:
         _set_threads(args.threads)
     if args.kind == "run":
         out = measure(args)
+    elif args.kind == "busy":
+        out = busy_core(args)
     elif args.kind == "compile":
         out = compile_times(args)
     elif args.kind == "machine":  # the thread settings the workers see
         out = system.machine()
     else:
         from .e2e import end_to_end
-        out = end_to_end(args.image, args.work, k=args.k, steps=args.steps,
-                         repeats=args.repeats, seed=args.seed, kf_init=args.kf_init)
+        def ints(text):
+            return [int(v) for v in text.split(",")] if text else [args.k]
+        out = end_to_end(args.image, args.work, ks=ints(args.ks), repeats=args.repeats,
+                         seed=args.seed, png_ks=ints(args.png_ks),
+                         optimize=not args.no_optimize)
     sys.stdout.write(json.dumps(out) + "\n")
 
 
