@@ -1,11 +1,12 @@
-"""PNG encoding: kmeans_fast.png against Pillow (``kmeans_fast.io.png_bytes``).
+"""PNG encoding: kmeans_fast.png against Pillow (the encoder the package used before).
 
 ``python -m benchmarks.png_encode`` paints the built-in photo-like sample at
 24 MP (``sample_image(4000, 6000)``), quantizes it with ``quantize(image, k)``
 for k = 16, 64 and 256, and times, interleaved (one run of each encoder in
 turn, ``--repeats`` rounds, median reported):
 
-* Pillow at zlib level 6 (``io.png_bytes``: what the CLI uses today);
+* Pillow at zlib level 6 (``benchmarks.e2e.pillow_png``: what the CLI used before
+  kmeans_fast.png);
 * ``encode_png`` at its default level, the same on one thread (numba's
   thread count set to 1: packing and compression), and the other ``--levels``;
 * ``encode_png(..., optimize=True)`` (oxipng), unless ``--no-optimize``;
@@ -64,7 +65,8 @@ def _one_thread(palette, labels):
 
 def encoders(levels, optimize):
     """{name: fn(palette, labels) -> bytes}, Pillow first (the reference)."""
-    found = {"Pillow level 6 (io.png_bytes)": lambda p, l: kio.png_bytes(p, l, level=6)}
+    from .e2e import pillow_png
+    found = {"Pillow level 6": lambda p, l: pillow_png(p, l, level=6)}
     default = png.DEFAULT_LEVEL
     found[f"encode_png default (level {default})"] = lambda p, l: png.encode_png(p, l)
     if numba.get_num_threads() > 1:

@@ -765,7 +765,7 @@ def markdown(results):
              "dithering, median of up to "
              f"{results['mode']['repeats']} runs (pngquant: the whole process).  Bytes: every "
              "method's palette and indices encoded by the same encoder, "
-             "`kmeans_fast.io.png_bytes` (Pillow, zlib level 6, smallest bit depth), so sizes "
+             "`kmeans_fast.io.png_bytes` (kmeans_fast's own encoder, level 6, smallest bit depth), so sizes "
              "compare the quantizers, not the encoders." + _ssimulacra2_cost(results), ""]
     lines += _checks(results)
     lines += _median_tables(results)
