@@ -1,6 +1,6 @@
 """A gigapixel image, larger than any worker's memory, quantized on a Dask cluster.
 
-    python -m benchmarks.gigapixel               # 1 GP (40000 x 25000), k = 16 -> results/gigapixel.md
+    python -m benchmarks.gigapixel               # 1 GP, 40000 x 25000, k = 16 -> results/
     python -m benchmarks.gigapixel --size 0.05   # a quick check -> benchmarks/_work/gigapixel/
 
 What runs, stage by stage, on a ``distributed.LocalCluster`` (2 worker
@@ -520,9 +520,10 @@ def report_markdown(r):
                      + " | ".join(_mb(p) for p in s["peak_workers"])
                      + f" | {_mb(s['peak_client'])} |")
     total = sum(s["seconds"] for n, s in stages.items() if n != "generate")
+    quantize_and_write = stages["histogram + fit"]["seconds"] + stages["PNG"]["seconds"]
     lines += [
         "",
-        f"Quantize + write the PNG: {stages['histogram + fit']['seconds'] + stages['PNG']['seconds']:.1f} s; "
+        f"Quantize + write the PNG: {quantize_and_write:.1f} s; "
         f"all stages but generation: {total:.1f} s.  Highest peak of any worker: "
         f"{_mb(peak_all)}" + (f" (limit {_mb(limit)})." if limit else "."),
         "",

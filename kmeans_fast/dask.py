@@ -53,8 +53,8 @@ from . import api
 from . import io as kio
 from . import pipeline
 
-__all__ = ["quantize_dask", "DaskQuantization", "label_bands", "write_png", "compress_files",
-           "FileResult"]
+__all__ = ["quantize_dask", "DaskQuantization", "histogram_dask", "label_bands", "write_png",
+           "compress_files", "FileResult"]
 
 
 def _dask_array():
@@ -473,13 +473,15 @@ def _add_sums(sums):
     return sum(sums, 0)
 
 
-def _shared_fit(total, options):
-    """The batch command's shared palette: one fit to the summed histograms."""
+def _shared_palette(total, options):
+    """The batch command's shared palette: one fit to the summed histograms
+    (None when no file could be read)."""
     if not isinstance(total, api.Histogram):
         return None
     q = options.quantize_args()
     return api.fit_palette(total, options.colors, steps=q["steps"], init=q["init"],
-                           seed=q["seed"], space=q["space"], target_psnr=q["target_psnr"])
+                           seed=q["seed"], space=q["space"],
+                           target_psnr=q["target_psnr"]).palette
 
 
 def _compress(job, options, max_pixels, palette, numba_threads):
@@ -623,23 +625,23 @@ def _run_files(client, jobs, options, max_pixels, shared_palette, numba_threads)
             _file_histogram, max_pixels, numba_threads)
         messages = hists.pluck(1)
         total = hists.reduction(_add_histograms, _add_sums, split_every=8)
-        fit = dask.delayed(_shared_fit)(total, options)
-        messages, fit = client.compute([messages, fit], sync=True)
+        palette = dask.delayed(_shared_palette)(total, options)
+        messages, palette = client.compute([messages, palette], sync=True)
         errors = {job: message for job, message in zip(jobs, messages) if message is not None}
-        if fit is None:           # no file could be read
+        if palette is None:           # no file could be read
             return [FileResult(job, None, errors[job]) for job in jobs]
-        palette = fit.palette
     todo = [job for job in jobs if job not in errors]
     futures = client.map(_compress, todo, options=options, max_pixels=max_pixels,
                          palette=palette, numba_threads=numba_threads, pure=False)
     done = {}
-    for job, future in zip(todo, futures):
-        try:
-            done[job] = future.result()
-        except KilledWorker:
-            done[job] = (None, "the Dask worker compressing it died (out of memory?)")
-        finally:
-            future.release()
+    try:
+        for job, future in zip(todo, futures):
+            try:
+                done[job] = future.result()
+            except KilledWorker:
+                done[job] = (None, "the Dask worker compressing it died (out of memory?)")
+    finally:                          # an unexpected error stops the rest of the batch
+        client.cancel([f for f in futures if not f.done()])
     results = []
     for job in jobs:
         report, error = done.get(job, (None, errors.get(job)))

@@ -269,6 +269,13 @@ def test_compress_files_writes_what_the_command_writes(client, runner, work, pho
         assert len({bytes(Image.open(r.job.png).getpalette()[:15]) for r in good}) == 1
 
 
+def test_shared_palette_with_no_readable_file(client, work, photos):
+    results = kd.compress_files([work / "photos" / "broken.png"], "none", 4, client=client,
+                                shared_palette=True)
+    assert len(results) == 1 and "cannot decode" in results[0].error
+    assert os.listdir(work / "none") == []
+
+
 def test_compress_files_starts_and_closes_its_own_cluster(work, photos):
     scheduler = kd._active_client()
     results = kd.compress_files([photos[0]], "own", 3, steps=2, jpeg=False, workers=1)
