@@ -534,7 +534,7 @@ def compress_files(paths, out_dir, n_colors=pipeline.DEFAULT_COLORS, *, client=N
 
     Parameters
     ----------
-    paths : iterable of str or os.PathLike
+    paths : str, os.PathLike or an iterable of them
         Image files, and folders of them (searched as the command does).
     out_dir : str or os.PathLike
         Where the outputs go (created if missing).
@@ -589,6 +589,8 @@ def compress_files(paths, out_dir, n_colors=pipeline.DEFAULT_COLORS, *, client=N
         numba_threads = api._check_int("numba_threads", numba_threads, 1)
     if workers is not None:
         workers = api._check_int("workers", workers, 1)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     # absolute paths: the workers' current folder is not this process's
     paths = [Path(os.path.abspath(p)) for p in paths]
     jobs = plan(find_images(paths, recursive=recursive), Path(os.path.abspath(out_dir)),

@@ -278,7 +278,7 @@ def test_shared_palette_with_no_readable_file(client, work, photos):
 
 def test_compress_files_starts_and_closes_its_own_cluster(work, photos):
     scheduler = kd._active_client()
-    results = kd.compress_files([photos[0]], "own", 3, steps=2, jpeg=False, workers=1)
+    results = kd.compress_files(photos[0], "own", 3, steps=2, jpeg=False, workers=1)
     assert [r.ok for r in results] == [True]
     assert os.listdir(work / "own") == ["p0_k3.png"]
     q = api.quantize(kio.read_image(photos[0]), 3, steps=2, seed=0)
