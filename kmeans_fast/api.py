@@ -125,7 +125,8 @@ class Histogram:
 
     Histograms add up (``a + b``, ``sum([a, b, c])``): k-means over a sum is
     exact k-means over all the pixels together, whatever the order or the
-    grouping (per file, per tile, per machine).
+    grouping (per file, per tile, per machine).  Histograms of gray, RGB and
+    RGBA images add up in the widest of their layouts (see :meth:`widened`).
 
     Parameters
     ----------
@@ -190,10 +191,15 @@ class Histogram:
             return self
         if not isinstance(other, Histogram):
             return NotImplemented
-        if other.n_channels != self.n_channels:
-            raise ValueError(f"cannot add histograms of {self.n_channels} and "
-                             f"{other.n_channels} channels")
-        return Histogram._merge(self, other)
+        return Histogram._merge(self.widened(other.n_channels), other.widened(self.n_channels))
+
+    def widened(self, n_channels):
+        """The same pixels with more channels: gray as RGB, gray or RGB as RGBA
+        (alpha 255); ``self`` when it has that many (or more) already.  Adding
+        histograms of different kinds widens both to the wider one."""
+        if n_channels <= self.n_channels:
+            return self
+        return Histogram.from_arrays(colour.widen(self.colours, n_channels), self.counts)
 
     __radd__ = __add__           # sum() starts from 0
 

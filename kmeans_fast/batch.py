@@ -24,7 +24,7 @@ from pathlib import Path
 from . import io as kio
 from . import pipeline
 
-__all__ = ["Job", "find_images", "plan", "run_batch", "IMAGE_SUFFIXES"]
+__all__ = ["Job", "find_images", "plan", "run_batch", "fit_shared", "IMAGE_SUFFIXES"]
 
 # What a folder is searched for (OpenCV reads these).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".webp", ".bmp", ".dib",
@@ -119,6 +119,16 @@ def _compress(job, options, max_pixels, palette):
 def _histogram(path, max_pixels):
     from .api import histogram
     return histogram(kio.read_image(path, max_pixels=max_pixels))
+
+
+def fit_shared(total, options):
+    """The shared palette of a batch: k-means on the sum of its images'
+    histograms (gray, RGB and RGBA images meet in the widest layout), with
+    the batch's options."""
+    from .api import fit_palette
+    q = options.quantize_args()
+    return fit_palette(total, options.colors, steps=q["steps"], init=q["init"], seed=q["seed"],
+                       space=q["space"], target_psnr=q["target_psnr"])
 
 
 def _outcome(future):
@@ -218,7 +228,6 @@ def run_batch(jobs, options, *, workers=None, max_pixels="auto", shared_palette=
     try:
         palette, shared = None, None
         if shared_palette:
-            from .api import fit_palette
             on_stage(f"colour histograms of {len(jobs)} images")
             started = time.perf_counter()
             hists, readable = [], []
@@ -233,10 +242,7 @@ def run_batch(jobs, options, *, workers=None, max_pixels="auto", shared_palette=
                 cancelled = False
                 return None
             on_stage(f"one palette for {len(hists)} images")
-            q = options.quantize_args()
-            fit = fit_palette(sum(hists), options.colors, steps=q["steps"], init=q["init"],
-                              seed=q["seed"], space=q["space"],
-                              target_psnr=q["target_psnr"])
+            fit = fit_shared(sum(hists), options)
             palette = fit.palette
             shared = {"colors": len(palette), "psnr": fit.psnr, "images": len(hists),
                       "seconds": time.perf_counter() - started}

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["SPACES", "OKLAB_SCALE", "n_features", "features", "palette_from_centres",
-           "srgb_to_linear", "linear_to_srgb", "linear_to_oklab", "oklab_to_linear"]
+           "widen", "srgb_to_linear", "linear_to_srgb", "linear_to_oklab", "oklab_to_linear"]
 
 SPACES = ("rgb", "oklab")
 
@@ -60,6 +60,27 @@ _M1_INV = np.array([[4.0767416621, -3.3077115913, 0.2309699292],
 def _check_space(space):
     if space not in SPACES:
         raise ValueError(f"space={space!r} is not one of " + ", ".join(map(repr, SPACES)))
+
+
+def widen(values, n_channels):
+    """8-bit colours (any shape ``(..., C)``) in a layout of more channels.
+
+    Gray becomes RGB (``(v, v, v)``), and gray or RGB becomes RGBA with alpha
+    255: the same colours, as an image of mixed kinds needs them (a shared
+    palette for gray and colour images).  Returns ``values`` itself when C is
+    already ``n_channels``.
+    """
+    values = np.asarray(values, dtype=np.uint8)
+    n_ch = values.shape[-1]
+    if n_ch == n_channels:
+        return values
+    if n_ch > n_channels or n_ch not in (1, 3) or n_channels not in (3, 4):
+        raise ValueError(f"cannot widen {n_ch} channels to {n_channels}")
+    rgb = np.repeat(values, 3, axis=-1) if n_ch == 1 else values
+    if n_channels == 3:
+        return rgb
+    alpha = np.full(values.shape[:-1] + (1,), 255, dtype=np.uint8)
+    return np.concatenate([rgb, alpha], axis=-1)
 
 
 def n_features(n_channels):

@@ -478,10 +478,8 @@ def _shared_palette(total, options):
     (None when no file could be read)."""
     if not isinstance(total, api.Histogram):
         return None
-    q = options.quantize_args()
-    return api.fit_palette(total, options.colors, steps=q["steps"], init=q["init"],
-                           seed=q["seed"], space=q["space"],
-                           target_psnr=q["target_psnr"]).palette
+    from .batch import fit_shared
+    return fit_shared(total, options).palette
 
 
 def _compress(job, options, max_pixels, palette, numba_threads):

@@ -131,6 +131,21 @@ def test_shared_palette(runner, work, photos):
     assert "shared palette: 8 colours for 3 images" in result.stdout
 
 
+def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
+    gray = save(work / "photos" / "gray.png", sample_image(40, 56, seed=5)[:, :, 0])
+    result = run(runner, photos[0], gray, "-k", 8, *FAST, "--shared-palette", "--no-jpeg",
+                 "--out-dir", "m", "--json")
+    assert result.exit_code == 0, result.output
+    for r in lines_of_json(result.stdout):
+        assert r["error"] is None and r["kmeans"]["colors"] == 8
+    with Image.open(work / "m" / "gray_k8.png") as im:     # gray pixels, an RGB palette
+        got = np.asarray(im.convert("RGB"))
+    hist = api.histogram(kio.read_image(photos[0])) + api.histogram(kio.read_image(gray))
+    fit = api.fit_palette(hist, 8, steps=4, seed=0)
+    labels = api.remap(np.repeat(kio.read_image(gray)[:, :, None], 3, axis=2), fit.palette)
+    assert np.array_equal(got, fit.palette[labels])
+
+
 def test_skip_existing(runner, work, photos):
     assert run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o").exit_code == 0
     stamp = (work / "o" / "p0_k4.png").stat().st_mtime_ns

@@ -214,8 +214,12 @@ def test_histogram_type(tmp_path):
         api.Histogram(h.colours[::-1], h.counts)
     with pytest.raises(ValueError, match="positive"):
         api.Histogram(h.colours, 0 * h.counts)
-    with pytest.raises(ValueError, match="3 and 1 channels"):
-        h + api.histogram(image[:, :, 0])
+    gray = api.histogram(image[:, :, 0])
+    mixed = h + gray                            # the wider layout: gray as (v, v, v)
+    assert mixed.n_channels == 3 and mixed.n_pixels == 2 * h.n_pixels
+    assert mixed == h + api.histogram(np.repeat(image[:, :, :1], 3, axis=2))
+    rgba = api.histogram(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]))
+    assert (gray + rgba).n_channels == 4 and (gray + rgba) == rgba + gray.widened(4)
     assert "Histogram(" in repr(h)
 
 
