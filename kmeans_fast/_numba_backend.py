@@ -25,6 +25,8 @@ __all__ = ["Lookup", "Tree", "histogram", "fit", "nearest_labels", "forced_worke
 # at least this many leaves per center; the best of N_INIT seedings is kept.
 CORESET_MIN_LEAVES = 8
 N_INIT = 3
+# Images of fewer pixels find their colours by sorting (no fixed bitmap cost).
+SORTED_BELOW = 1 << 16
 
 _forced = None
 
@@ -61,13 +63,15 @@ class Lookup:
     structure that maps each pixel to its colour's index.
 
     C <= 3: a presence bitmap interleaved with rank prefixes (one cache line
-    per lookup); C = 4: sorted 32-bit keys (binary search).
+    per lookup); C = 4, and small images (below :data:`SORTED_BELOW` pixels,
+    where clearing and scanning the 2 MiB bitmap would cost more than
+    sorting): sorted 32-bit keys (binary search).
     """
 
     def __init__(self, pixels):
         n_ch = pixels.shape[1]
         self.n_workers = n_workers = _workers(pixels.shape[0])
-        if n_ch <= 3:
+        if n_ch <= 3 and pixels.shape[0] >= SORTED_BELOW:
             self.table, n_distinct = K.rank_table(K.presence_bitmap(pixels, n_workers))
             self.keys = None
             self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)

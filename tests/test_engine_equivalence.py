@@ -62,6 +62,15 @@ def test_backends_paths_and_workers_agree(name, k, space, init):
             assert_same(got, expected, (name, k, space, init, method, workers))
 
 
+@pytest.mark.parametrize("name", sorted(IMAGES))
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+def test_bitmap_lookup_agrees(name, space, monkeypatch):
+    """The test images are small, so the Numba backend finds their colours by
+    sorting keys; the presence bitmap (large images) is reached here."""
+    monkeypatch.setattr(nb, "SORTED_BELOW", 0)
+    test_backends_paths_and_workers_agree(name, 16, space, "kmeans++")
+
+
 @pytest.mark.parametrize("space", ["rgb", "oklab"])
 def test_empty_clusters_are_refilled_identically(space):
     image = with_channels(photo("coffee"), 3)

@@ -74,8 +74,10 @@ def test_full_search_kernel_sums_every_worker(workers):
     assert counts.sum() == pixels.shape[0]
 
 
+@pytest.mark.parametrize("sorted_below", [0, 1 << 30])
 @pytest.mark.parametrize("workers", WORKERS)
-def test_histogram_kernels_at_any_worker_count(workers):
+def test_histogram_kernels_at_any_worker_count(workers, sorted_below, monkeypatch):
+    monkeypatch.setattr(nb, "SORTED_BELOW", sorted_below)      # bitmap, then sorted keys
     for n_ch in (1, 3, 4):
         image = with_channels(photo("chelsea"), n_ch)
         pixels = np.ascontiguousarray(image.reshape(-1, n_ch))
