@@ -102,6 +102,7 @@ def _quantize(pixels, options, palette, progress):
         return api.quantize(pixels, options.colors, progress=progress,
                             **options.quantize_args())
     palette = np.asarray(palette, dtype=np.uint8)
+    pixels = _widened(pixels, palette.shape[1])
     if options.dither != "none" and options.dither_strength > 0:
         from .dither import dither
         labels = dither(pixels, palette, method=options.dither,
@@ -112,6 +113,15 @@ def _quantize(pixels, options, palette, progress):
                             inertia=0, sse=0, steps_run=0, converged=True, history=[],
                             method="shared palette", n_distinct=0, space=options.space,
                             dither=options.dither)
+
+
+def _widened(pixels, n_channels):
+    """Pixels in a (shared) palette's wider layout: gray as RGB, RGB as RGBA."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels == n_channels:
+        return pixels
+    from .colour import widen
+    return widen(pixels.reshape(pixels.shape[:2] + (channels,)), n_channels)
 
 
 def compress_image(pixels, options=Options(), *, palette=None, progress=None):
@@ -163,7 +173,7 @@ def compress_image(pixels, options=Options(), *, palette=None, progress=None):
         kmeans.update(target_reached=bool(reached), undithered_psnr=q.psnr,
                       colors_tried=[k_ for k_, _ in q.search])
     say("measuring the PNG")
-    kmeans.update(quality(pixels, q.palette, q.labels)[0])
+    kmeans.update(quality(_widened(pixels, q.palette.shape[1]), q.palette, q.labels)[0])
     exact = palette is None and q.n_distinct <= len(q.palette) and q.sse == 0
     del q                                   # the labels go before the JPEG comes
 
