@@ -111,16 +111,29 @@ def breakdown(path, out_dir, options):
 
 
 def pillow_png(palette, labels, level=6):
-    """Pillow's indexed PNG at zlib ``level`` and the smallest bit depth, as bytes:
-    the encoder ``kmeans_fast.io`` used before ``kmeans_fast.png``."""
+    """Pillow's PNG at zlib ``level``, as bytes: the encoder ``kmeans_fast.io``
+    used before ``kmeans_fast.png`` -- indexed at the smallest bit depth for
+    k <= 256 (gray palettes as gray entries, alpha in tRNS unless all opaque),
+    truecolour above."""
     from PIL import Image
+    palette = np.asarray(palette, dtype=np.uint8)
     height, width = labels.shape
-    im = Image.frombuffer("P", (width, height), labels.astype(np.uint8, copy=False),
-                          "raw", "P", 0, 1)
-    im.putpalette(np.ascontiguousarray(palette[:, :3]).tobytes(), rawmode="RGB")
-    bits = next(b for b in (1, 2, 4, 8) if len(palette) <= 1 << b)
+    k, n_ch = palette.shape
+    if k <= 256:
+        im = Image.frombuffer("P", (width, height), labels.astype(np.uint8, copy=False),
+                              "raw", "P", 0, 1)
+        if n_ch == 4 and (palette[:, 3] == 255).all():
+            palette = palette[:, :3]
+        entries = np.repeat(palette, 3, axis=1) if palette.shape[1] == 1 else palette
+        im.putpalette(np.ascontiguousarray(entries).tobytes(),
+                      rawmode="RGBA" if palette.shape[1] == 4 else "RGB")
+        options = {"bits": next(b for b in (1, 2, 4, 8) if k <= 1 << b)}
+    else:
+        pixels = palette[labels]
+        im = Image.fromarray(pixels[:, :, 0] if n_ch == 1 else pixels)
+        options = {}
     out = io.BytesIO()
-    im.save(out, format="PNG", compress_level=level, bits=bits)
+    im.save(out, format="PNG", compress_level=level, **options)
     return out.getvalue()
 
 
@@ -166,7 +179,8 @@ def _warm_up(image, ks, work, optimize):
     cv2.imwrite(str(path), crop[:, :, ::-1])
     for k in ks:
         breakdown(path, work, pipeline.Options(colors=k))
-    q = pipeline.compress_image(crop, pipeline.Options(colors=ks[0], jpeg=False)).quantization
+    from kmeans_fast import quantize
+    q = quantize(crop, ks[0])
     pillow_png(q.palette, q.labels)
     if optimize:
         png.encode_png(q.palette, q.labels, optimize=True)
