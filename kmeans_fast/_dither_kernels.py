@@ -1,0 +1,394 @@
+"""Numba kernels of :mod:`kmeans_fast.dither`.
+
+The algorithm is described in :mod:`kmeans_fast.dither` and written out
+plainly, pixel by pixel, in :mod:`kmeans_fast.reference_dither`; these kernels
+do the same float64 operations in the same order, so both give identical
+labels.  Kernel arguments are marked ``# IN``, ``# OUT`` or ``# INOUT``.
+
+Colours are handled as four float64 features ``x0..x3``: images with fewer
+channels pad the missing ones with 0.0, which adds exactly +0.0 to every
+squared distance and norm, so one code path serves C = 1, 3 and 4 exactly.
+
+**Where a pixel's features come from** (``mode``):
+
+``DIRECT``
+    space "rgb", C = 1 or 3: the features are the bytes themselves.  A pixel
+    *snaps* (see below) exactly when its colour is a palette colour: a bitmap
+    over all colour keys (``pbits``) says so, and the lowest palette index of
+    that colour is found in the sorted palette keys ``pkeys``.
+``TABLE``
+    C <= 3: the pixel's distinct-colour index is the rank of its key in the
+    colour histogram's presence bitmap (:func:`kmeans_fast._kernels._rank`).
+``KEYS``
+    C = 4: the index is the position of its key in the sorted distinct keys.
+
+In the last two modes ``dfeat[d]`` holds distinct colour d's features and
+``dsnap[d]`` its snapped label (or -1).
+
+**Nearest palette entry** (:func:`_nearest`): a uniform grid over feature
+space lists, per cell, the entries that can be nearest to some point of the
+cell (:func:`_cell_list`: every entry whose half-space "closer to j than to
+the entry nearest the cell centre" meets the cell).  The nearest entry of any
+point of the cell, and every entry tied with it, is on that list; lists are in
+increasing index order and a strict ``<`` keeps the first, so the answer is
+exactly the brute-force one (ties: lowest index).  The test is loosened by a
+relative 1e-9 and each cell box by 1e-6 of a cell, far above float64
+rounding.  Points outside the grid use brute force.  The grid is built coarse
+to fine: a cell's list is taken from its parent cell's list, which holds
+every entry that can be nearest in the parent, hence in the cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._kernels import _key, _rank, _share
+
+DIRECT = 0
+TABLE = 1
+KEYS = 2
+
+# Floyd-Steinberg weights: ahead (same row), behind-below, below, ahead-below.
+FS_AHEAD = 7.0 / 16.0
+FS_BEHIND_BELOW = 3.0 / 16.0
+FS_BELOW = 5.0 / 16.0
+FS_AHEAD_BELOW = 1.0 / 16.0
+
+LANES = 4               # Floyd-Steinberg bands run in lockstep per worker
+BAYER_SIZE = 8          # ordered dither: 8 x 8 Bayer matrix
+BAYER_SHIFT_ROW = 3     # channel c reads the matrix shifted by (3c, 5c)
+BAYER_SHIFT_COL = 5
+
+_LIST_SLACK = 1e-9      # relative loosening of the candidate-list bound
+
+
+# --------------------------------------------------------------------------
+# Grid of candidate lists
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _cell_list(pal4, lo, hi, pcand, out):
+    """Candidates, among the parent cell's list ``pcand``, of the box [lo, hi];
+    written to ``out`` when it has room; returns their number.
+
+    ``e`` is the listed entry nearest to the box centre.  Entry j can be
+    nearest at a point x only if |x - j|^2 <= |x - e|^2, i.e. if
+    ``|j|^2 - |e|^2 + 2 x.(e - j) <= 0``; the left side is linear in x, so its
+    minimum over the box is exact to compute, and j is kept when that minimum
+    is <= a tolerance of 1e-9 of the magnitudes involved (float64 rounding is
+    far smaller).  Every entry nearest (or tied nearest) to some point of the
+    box is kept, and kept in the parent's order (increasing index).
+    """
+    best = np.inf
+    e = pcand[0]
+    for q in range(pcand.shape[0]):
+        j = pcand[q]
+        d = 0.0
+        for c in range(4):
+            u = 0.5 * (lo[c] + hi[c]) - pal4[j, c]
+            d += u * u
+        if d < best:
+            best = d
+            e = j
+    m = 0
+    for q in range(pcand.shape[0]):
+        j = pcand[q]
+        keep = j == e
+        if not keep:
+            v = 0.0
+            scale = 0.0
+            for c in range(4):
+                pj = pal4[j, c]
+                pe = pal4[e, c]
+                w = 2.0 * (pe - pj)
+                v += pj * pj - pe * pe + min(w * lo[c], w * hi[c])
+                s = abs(pj) + abs(pe) + max(abs(lo[c]), abs(hi[c]))
+                scale += s * s
+            keep = v <= _LIST_SLACK * scale
+        if keep:
+            if m < out.shape[0]:
+                out[m] = j
+            m += 1
+    return m
+
+
+@njit(parallel=True, cache=True)
+def grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts, start, cand):
+    """Candidate list of every cell, from the parent grid's lists.
+
+    Cell (i0, i1, i2, i3) spans [side_lo[c, i_c], side_hi[c, i_c]] in feature c
+    and lies inside parent cell (parent_of[c, i_c])_c.  With ``cand`` empty,
+    only counts the lists; else fills them in at ``start``.
+
+    pal4 : (k, 4) float64              # IN   palette features, padded with 0
+    side_lo, side_hi : (4, n) float64  # IN   cell intervals per feature, enlarged
+    gn, pgn : (4,) int64               # IN   cells per feature, here and in the parent grid
+    parent_of : (4, n) int64           # IN
+    pstart, pcand                      # IN   the parent grid's lists
+    counts : (n_cells,) int64          # OUT  list lengths
+    start : (n_cells + 1,) int64       # IN   offsets, when filling
+    cand : (start[-1],) uint16         # OUT  entry indices, when filling
+    """
+    fill = cand.shape[0] > 0
+    for i0 in prange(gn[0]):
+        lo = np.empty(4)
+        hi = np.empty(4)
+        lo[0] = side_lo[0, i0]
+        hi[0] = side_hi[0, i0]
+        for i1 in range(gn[1]):
+            lo[1] = side_lo[1, i1]
+            hi[1] = side_hi[1, i1]
+            for i2 in range(gn[2]):
+                lo[2] = side_lo[2, i2]
+                hi[2] = side_hi[2, i2]
+                for i3 in range(gn[3]):
+                    lo[3] = side_lo[3, i3]
+                    hi[3] = side_hi[3, i3]
+                    cell = ((i0 * gn[1] + i1) * gn[2] + i2) * gn[3] + i3
+                    parent = (((parent_of[0, i0] * pgn[1] + parent_of[1, i1]) * pgn[2]
+                               + parent_of[2, i2]) * pgn[3] + parent_of[3, i3])
+                    plist = pcand[pstart[parent]:pstart[parent + 1]]
+                    if fill:
+                        _cell_list(pal4, lo, hi, plist, cand[start[cell]:start[cell + 1]])
+                    else:
+                        counts[cell] = _cell_list(pal4, lo, hi, plist, cand)
+
+
+@njit(cache=True, inline="always")
+def _sq_dist(pal4, j, four, t0, t1, t2, t3):
+    """Squared distance in the reference's order: ((d0 + d1) + d2) [+ d3]."""
+    u0 = t0 - pal4[j, 0]
+    u1 = t1 - pal4[j, 1]
+    u2 = t2 - pal4[j, 2]
+    d = (u0 * u0 + u1 * u1) + u2 * u2
+    if four:
+        u3 = t3 - pal4[j, 3]
+        d = d + u3 * u3
+    return d
+
+
+@njit(cache=True, inline="always")
+def _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand):
+    """Index of the palette entry nearest to (t0, t1, t2, t3); ties: lowest index."""
+    u0 = (t0 - glo[0]) * ginv[0]
+    u1 = (t1 - glo[1]) * ginv[1]
+    u2 = (t2 - glo[2]) * ginv[2]
+    u3 = (t3 - glo[3]) * ginv[3]
+    best = np.inf
+    arg = 0
+    if (u0 >= 0.0 and u0 < gn[0] and u1 >= 0.0 and u1 < gn[1]
+            and u2 >= 0.0 and u2 < gn[2] and u3 >= 0.0 and u3 < gn[3]):
+        cell = ((np.int64(u0) * gn[1] + np.int64(u1)) * gn[2] + np.int64(u2)) * gn[3] + np.int64(u3)
+        for q in range(start[cell], start[cell + 1]):
+            j = np.int64(cand[q])
+            d = _sq_dist(pal4, j, four, t0, t1, t2, t3)
+            if d < best:
+                best = d
+                arg = j
+    else:
+        for j in range(pal4.shape[0]):
+            d = _sq_dist(pal4, j, four, t0, t1, t2, t3)
+            if d < best:
+                best = d
+                arg = j
+    return arg
+
+
+@njit(parallel=True, cache=True)
+def nearest_entries(feat, pal4, four, glo, ginv, gn, start, cand, labels, sq_dist):
+    """Nearest palette entry of every point, and its squared distance.
+
+    feat : (M, 4) float64              # IN   points' features, padded with 0
+    four : bool                        # IN   the 4th feature is real (C = 4)
+    labels : (M,) int64                # OUT
+    sq_dist : (M,) float64             # OUT
+    """
+    for i in prange(feat.shape[0]):
+        j = _nearest(feat[i, 0], feat[i, 1], feat[i, 2], feat[i, 3], four,
+                     pal4, glo, ginv, gn, start, cand)
+        labels[i] = j
+        sq_dist[i] = _sq_dist(pal4, j, four, feat[i, 0], feat[i, 1], feat[i, 2], feat[i, 3])
+
+
+# --------------------------------------------------------------------------
+# Per-pixel features
+# --------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, dfeat, dsnap):
+    """(snapped label or -1, x0, x1, x2, x3) of pixel i of an interleaved buffer."""
+    if mode == DIRECT:
+        key = _key(flat, i, n_ch)
+        snap = np.int64(-1)
+        if (pbits[key >> 6] >> np.uint64(key & 63)) & np.uint64(1):
+            snap = np.int64(plabels[np.searchsorted(pkeys, key)])
+        if n_ch == 1:
+            return snap, np.float64(flat[i]), 0.0, 0.0, 0.0
+        return (snap, np.float64(flat[3 * i]), np.float64(flat[3 * i + 1]),
+                np.float64(flat[3 * i + 2]), 0.0)
+    if mode == TABLE:
+        d = _rank(table, _key(flat, i, n_ch))
+    else:
+        d = np.searchsorted(keys, _key(flat, i, n_ch))
+    return np.int64(dsnap[d]), dfeat[d, 0], dfeat[d, 1], dfeat[d, 2], dfeat[d, 3]
+
+
+# --------------------------------------------------------------------------
+# Floyd-Steinberg
+# --------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, limit2,
+              cur, nxt, b, ahead):
+    """Label of target t; its limited residual is spread from position b of
+    the error rows (``ahead`` = +4 or -4: the scan direction)."""
+    j = _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand)
+    r0 = t0 - pal4[j, 0]
+    r1 = t1 - pal4[j, 1]
+    r2 = t2 - pal4[j, 2]
+    r3 = t3 - pal4[j, 3]
+    n2 = ((r0 * r0 + r1 * r1) + r2 * r2) + r3 * r3
+    if n2 > limit2:
+        f = limit / np.sqrt(n2)
+        r0 = r0 * f
+        r1 = r1 * f
+        r2 = r2 * f
+        r3 = r3 * f
+    a = b + ahead
+    c = b - ahead
+    cur[a] += r0 * FS_AHEAD
+    cur[a + 1] += r1 * FS_AHEAD
+    cur[a + 2] += r2 * FS_AHEAD
+    cur[a + 3] += r3 * FS_AHEAD
+    nxt[c] += r0 * FS_BEHIND_BELOW
+    nxt[c + 1] += r1 * FS_BEHIND_BELOW
+    nxt[c + 2] += r2 * FS_BEHIND_BELOW
+    nxt[c + 3] += r3 * FS_BEHIND_BELOW
+    nxt[b] += r0 * FS_BELOW
+    nxt[b + 1] += r1 * FS_BELOW
+    nxt[b + 2] += r2 * FS_BELOW
+    nxt[b + 3] += r3 * FS_BELOW
+    nxt[a] += r0 * FS_AHEAD_BELOW
+    nxt[a + 1] += r1 * FS_AHEAD_BELOW
+    nxt[a + 2] += r2 * FS_AHEAD_BELOW
+    nxt[a + 3] += r3 * FS_AHEAD_BELOW
+    return j
+
+
+@njit(parallel=True, cache=True)
+def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, dsnap,
+              pal4, four, glo, ginv, gn, start, cand, strength, limit,
+              band_rows, warm_rows, n_workers, labels):
+    """Serpentine Floyd-Steinberg over fixed bands of rows.
+
+    Band b covers rows [b * band_rows, (b + 1) * band_rows); it starts with
+    zero error ``warm_rows`` rows above its first row (or at row 0), runs
+    those rows without writing their labels, then its own rows.  Bands never
+    share state, so the labels do not depend on which worker runs which band.
+
+    Error diffusion is a chain of dependent float operations from pixel to
+    pixel, so one band alone leaves the CPU mostly waiting: each worker runs
+    ``LANES`` consecutive bands in lockstep, pixel by pixel, giving it that
+    many independent chains to overlap.  ``band_rows`` must be even, so the
+    lanes always scan in the same direction.
+
+    pixels : (N, C) uint8, C-contiguous   # IN   N = height * width
+    table : (W, 2) uint64                 # IN   mode TABLE (else unused)
+    keys : (D,) uint32                    # IN   mode KEYS (else unused)
+    pbits : (words,) uint64               # IN   mode DIRECT: palette colour keys present
+    pkeys, plabels : (P,) int64           # IN   mode DIRECT: sorted palette keys, lowest index
+    dfeat : (D, 4) float64                # IN   modes TABLE/KEYS: features per distinct colour
+    dsnap : (D,) int64                    # IN   modes TABLE/KEYS: snapped label or -1
+    pal4 : (k, 4) float64                 # IN   palette features, padded with 0
+    glo, ginv : (4,) float64; gn : (4,) int64; start : (cells + 1,) int64;
+    cand : uint16                         # IN   the grid (see module notes)
+    labels : (N,) uint8|uint16            # OUT
+    """
+    n, n_ch = pixels.shape
+    width = n // height
+    flat = pixels.reshape(-1)
+    limit2 = limit * limit
+    n_bands = (height + band_rows - 1) // band_rows
+    n_groups = (n_bands + LANES - 1) // LANES
+    row_len = 4 * (width + 2)
+    for t in prange(n_workers):
+        err = np.zeros((LANES, 2, row_len))
+        for group in range(t, n_groups, n_workers):
+            lanes = min(LANES, n_bands - group * LANES)
+            err[:] = 0.0
+            first = group * LANES * band_rows - warm_rows     # lane 0's row at step 0
+            for step in range(warm_rows + band_rows):
+                y_lane0 = first + step
+                odd = y_lane0 & 1
+                write = step >= warm_rows
+                for g in range(lanes):
+                    err[g, 1 - odd, :] = 0.0
+                ahead = 4 if odd == 0 else -4
+                for s in range(width):
+                    x = s if odd == 0 else width - 1 - s
+                    b = 4 * (x + 1)
+                    for g in range(lanes):
+                        y = y_lane0 + g * band_rows
+                        if y < 0 or y >= height:
+                            continue
+                        p = y * width + x
+                        snap, x0, x1, x2, x3 = _pixel(mode, flat, p, n_ch, table, keys, pbits,
+                                                      pkeys, plabels, dfeat, dsnap)
+                        if snap >= 0:
+                            if write:
+                                labels[p] = snap
+                            continue
+                        cur = err[g, odd]
+                        t0 = x0 + strength * cur[b]
+                        t1 = x1 + strength * cur[b + 1]
+                        t2 = x2 + strength * cur[b + 2]
+                        t3 = x3 + strength * cur[b + 3]
+                        j = _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand,
+                                      limit, limit2, cur, err[g, 1 - odd], b, ahead)
+                        if write:
+                            labels[p] = j
+
+
+# --------------------------------------------------------------------------
+# Ordered (Bayer) dither, and the plain nearest entry (amplitude 0)
+# --------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def ordered_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, dsnap,
+                   pal4, four, glo, ginv, gn, start, cand, thresholds, amplitude,
+                   n_workers, labels):
+    """labels = nearest entry of (features + amplitude * threshold), per pixel.
+
+    Channel c of pixel (y, x) adds ``amplitude * thresholds[(y + 3c) % 8, (x + 5c) % 8]``
+    (only real channels: padding stays 0).  ``amplitude = 0`` gives the
+    nearest entry of every pixel.
+
+    thresholds : (8, 8) float64        # IN   Bayer matrix, values in (-1/2, 1/2)
+    (other arguments as in :func:`fs_dither`)
+    """
+    n, n_ch = pixels.shape
+    width = n // height
+    flat = pixels.reshape(-1)
+    m = thresholds
+    for t in prange(n_workers):
+        ya, yb = _share(height, t, n_workers)
+        for y in range(ya, yb):
+            row = flat[y * width * n_ch:(y + 1) * width * n_ch]
+            out = labels[y * width:(y + 1) * width]
+            mr0 = m[y % BAYER_SIZE]
+            mr1 = m[(y + BAYER_SHIFT_ROW) % BAYER_SIZE]
+            mr2 = m[(y + 2 * BAYER_SHIFT_ROW) % BAYER_SIZE]
+            mr3 = m[(y + 3 * BAYER_SHIFT_ROW) % BAYER_SIZE]
+            for x in range(width):
+                snap, x0, x1, x2, x3 = _pixel(mode, row, x, n_ch, table, keys, pbits, pkeys,
+                                              plabels, dfeat, dsnap)
+                if snap >= 0:
+                    out[x] = snap
+                    continue
+                t0 = x0 + amplitude * mr0[x % BAYER_SIZE]
+                t1 = x1
+                t2 = x2
+                t3 = x3
+                if n_ch >= 3:
+                    t1 = x1 + amplitude * mr1[(x + BAYER_SHIFT_COL) % BAYER_SIZE]
+                    t2 = x2 + amplitude * mr2[(x + 2 * BAYER_SHIFT_COL) % BAYER_SIZE]
+                if n_ch == 4:
+                    t3 = x3 + amplitude * mr3[(x + 3 * BAYER_SHIFT_COL) % BAYER_SIZE]
+                out[x] = _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand)
