@@ -126,7 +126,7 @@ def grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts
     parent_of : (4, n) int64           # IN
     pstart, pcand                      # IN   the parent grid's lists
     counts : (n_cells,) int64          # OUT  list lengths
-    start : (n_cells + 1,) int64       # IN   offsets, when filling
+    start : (n_cells + 1,) uint32      # IN   offsets, when filling
     cand : (start[-1],) uint16         # OUT  entry indices, when filling
     """
     fill = cand.shape[0] > 0
@@ -179,7 +179,11 @@ def _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand):
     if (u0 >= 0.0 and u0 < gn[0] and u1 >= 0.0 and u1 < gn[1]
             and u2 >= 0.0 and u2 < gn[2] and u3 >= 0.0 and u3 < gn[3]):
         cell = ((np.int64(u0) * gn[1] + np.int64(u1)) * gn[2] + np.int64(u2)) * gn[3] + np.int64(u3)
-        for q in range(start[cell], start[cell + 1]):
+        a = start[cell]
+        b = start[cell + 1]
+        if b - a == 1:
+            return np.int64(cand[a])
+        for q in range(a, b):
             j = np.int64(cand[q])
             d = _sq_dist(pal4, j, four, t0, t1, t2, t3)
             if d < best:
@@ -244,8 +248,11 @@ def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, lim
     r0 = t0 - pal4[j, 0]
     r1 = t1 - pal4[j, 1]
     r2 = t2 - pal4[j, 2]
-    r3 = t3 - pal4[j, 3]
-    n2 = ((r0 * r0 + r1 * r1) + r2 * r2) + r3 * r3
+    n2 = (r0 * r0 + r1 * r1) + r2 * r2
+    r3 = 0.0
+    if four:        # else feature 3 is padding: 0 everywhere, +0.0 to every norm
+        r3 = t3 - pal4[j, 3]
+        n2 = n2 + r3 * r3
     if n2 > limit2:
         f = limit / np.sqrt(n2)
         r0 = r0 * f
@@ -257,19 +264,20 @@ def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, lim
     cur[a] += r0 * FS_AHEAD
     cur[a + 1] += r1 * FS_AHEAD
     cur[a + 2] += r2 * FS_AHEAD
-    cur[a + 3] += r3 * FS_AHEAD
     nxt[c] += r0 * FS_BEHIND_BELOW
     nxt[c + 1] += r1 * FS_BEHIND_BELOW
     nxt[c + 2] += r2 * FS_BEHIND_BELOW
-    nxt[c + 3] += r3 * FS_BEHIND_BELOW
     nxt[b] += r0 * FS_BELOW
     nxt[b + 1] += r1 * FS_BELOW
     nxt[b + 2] += r2 * FS_BELOW
-    nxt[b + 3] += r3 * FS_BELOW
     nxt[a] += r0 * FS_AHEAD_BELOW
     nxt[a + 1] += r1 * FS_AHEAD_BELOW
     nxt[a + 2] += r2 * FS_AHEAD_BELOW
-    nxt[a + 3] += r3 * FS_AHEAD_BELOW
+    if four:
+        cur[a + 3] += r3 * FS_AHEAD
+        nxt[c + 3] += r3 * FS_BEHIND_BELOW
+        nxt[b + 3] += r3 * FS_BELOW
+        nxt[a + 3] += r3 * FS_AHEAD_BELOW
     return j
 
 
@@ -298,7 +306,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, d
     dfeat : (D, 4) float64                # IN   modes TABLE/KEYS: features per distinct colour
     dsnap : (D,) int64                    # IN   modes TABLE/KEYS: snapped label or -1
     pal4 : (k, 4) float64                 # IN   palette features, padded with 0
-    glo, ginv : (4,) float64; gn : (4,) int64; start : (cells + 1,) int64;
+    glo, ginv : (4,) float64; gn : (4,) int64; start : (cells + 1,) uint32;
     cand : uint16                         # IN   the grid (see module notes)
     labels : (N,) uint8|uint16            # OUT
     """

@@ -165,7 +165,7 @@ class _Grid:
         side = (np.prod(span) / GRID_BASE[dims]) ** (1.0 / dims)
         base = np.maximum(1, np.ceil(span / side)).astype(np.int64)
         k = pal4.shape[0]
-        start = np.array([0, k], dtype=np.int64)       # level -1: one cell, every entry
+        start = np.array([0, k], dtype=np.uint32)      # level -1: one cell, every entry
         cand = np.arange(k, dtype=np.uint16)
         gn = np.ones(4, dtype=np.int64)
         self.lo = np.zeros(4)
@@ -175,30 +175,32 @@ class _Grid:
         for level in range(GRID_LEVELS[dims] + 1):
             if level and np.prod(base << level, dtype=np.float64) > max_cells:
                 break
-            pstart, pcand, pgn = start, cand, gn
-            gn = np.ones(4, dtype=np.int64)
-            gn[:dims] = base << level
-            size = np.zeros(4)
-            size[:dims] = span / gn[:dims]
-            n_max = int(gn.max())
+            fine = np.ones(4, dtype=np.int64)
+            fine[:dims] = base << level
+            fine_size = np.zeros(4)
+            fine_size[:dims] = span / fine[:dims]
+            n_max = int(fine.max())
             i = np.arange(n_max)
             side_lo = np.zeros((4, n_max))
             side_hi = np.zeros((4, n_max))
             parent_of = np.zeros((4, n_max), dtype=np.int64)
             for c in range(dims):
-                corner = self.lo[c] + i * size[c]
-                side_lo[c] = corner - GRID_BOX_SLACK * size[c]
-                side_hi[c] = corner + size[c] + GRID_BOX_SLACK * size[c]
-                parent_of[c] = i * pgn[c] // gn[c]
-            counts = np.empty(int(np.prod(gn)), dtype=np.int64)
+                corner = self.lo[c] + i * fine_size[c]
+                side_lo[c] = corner - GRID_BOX_SLACK * fine_size[c]
+                side_hi[c] = corner + fine_size[c] + GRID_BOX_SLACK * fine_size[c]
+                parent_of[c] = i * gn[c] // fine[c]
+            counts = np.empty(int(np.prod(fine)), dtype=np.int64)
             none = np.empty(0, dtype=np.uint16)
-            DK.grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts,
-                          pstart, none)
-            start = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-            np.cumsum(counts, out=start[1:])
-            cand = np.empty(int(start[-1]), dtype=np.uint16)
-            DK.grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts,
-                          start, cand)
+            DK.grid_lists(pal4, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
+                          start, none)
+            if int(counts.sum()) >= 1 << 32:     # too long for 32-bit offsets: stay coarser
+                break
+            fine_start = np.zeros(counts.shape[0] + 1, dtype=np.uint32)
+            np.cumsum(counts, out=fine_start[1:])
+            fine_cand = np.empty(int(fine_start[-1]), dtype=np.uint16)
+            DK.grid_lists(pal4, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
+                          fine_start, fine_cand)
+            gn, size, start, cand = fine, fine_size, fine_start, fine_cand
             if start[-1] <= GRID_SHORT * counts.shape[0]:
                 break
         self.n, self.start, self.cand = gn, start, cand
