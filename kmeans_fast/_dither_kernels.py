@@ -22,8 +22,9 @@ squared distance and norm, so one code path serves C = 1, 3 and 4 exactly.
 ``KEYS``
     C = 4: the index is the position of its key in the sorted distinct keys.
 
-In the last two modes ``dfeat[d]`` holds distinct colour d's features and
-``dsnap[d]`` its snapped label (or -1).
+In the last two modes ``drec[d]`` is distinct colour d's record: its integer
+features (padded with 0) in columns 0-3 and its snapped label (or -1) in
+column 4; 32 bytes, so one pixel costs one cache line there.
 
 **Nearest palette entry** (:func:`_nearest`): a uniform grid over feature
 space lists, per cell, the entries that can be nearest to some point of the
@@ -67,7 +68,7 @@ _LIST_SLACK = 1e-9      # relative loosening of the candidate-list bound
 # Grid of candidate lists
 # --------------------------------------------------------------------------
 @njit(cache=True)
-def _cell_list(pal4, lo, hi, pcand, out):
+def _cell_list(pal4, norm2, lo, hi, pcand, out):
     """Candidates, among the parent cell's list ``pcand``, of the box [lo, hi];
     written to ``out`` when it has room; returns their number.
 
@@ -75,17 +76,27 @@ def _cell_list(pal4, lo, hi, pcand, out):
     nearest at a point x only if |x - j|^2 <= |x - e|^2, i.e. if
     ``|j|^2 - |e|^2 + 2 x.(e - j) <= 0``; the left side is linear in x, so its
     minimum over the box is exact to compute, and j is kept when that minimum
-    is <= a tolerance of 1e-9 of the magnitudes involved (float64 rounding is
-    far smaller).  Every entry nearest (or tied nearest) to some point of the
-    box is kept, and kept in the parent's order (increasing index).
+    is <= 1e-9 times the magnitudes involved (|j|^2, |e|^2, |x|^2, |2 x.(e - j)|:
+    the float64 rounding of both this test and the brute-force distances is
+    some 1e-16 of them).  Every entry nearest (or tied nearest) to some point
+    of the box is kept, and kept in the parent's order (increasing index).
+
+    norm2 : (k,) float64               # IN   squared norms of the entries
     """
+    centre = np.empty(4)
+    far = np.empty(4)
+    box2 = 0.0
+    for c in range(4):
+        centre[c] = 0.5 * (lo[c] + hi[c])
+        far[c] = max(abs(lo[c]), abs(hi[c]))
+        box2 += far[c] * far[c]
     best = np.inf
     e = pcand[0]
     for q in range(pcand.shape[0]):
         j = pcand[q]
         d = 0.0
         for c in range(4):
-            u = 0.5 * (lo[c] + hi[c]) - pal4[j, c]
+            u = centre[c] - pal4[j, c]
             d += u * u
         if d < best:
             best = d
@@ -95,16 +106,13 @@ def _cell_list(pal4, lo, hi, pcand, out):
         j = pcand[q]
         keep = j == e
         if not keep:
-            v = 0.0
-            scale = 0.0
+            v = norm2[j] - norm2[e]
+            size = norm2[j] + norm2[e] + box2
             for c in range(4):
-                pj = pal4[j, c]
-                pe = pal4[e, c]
-                w = 2.0 * (pe - pj)
-                v += pj * pj - pe * pe + min(w * lo[c], w * hi[c])
-                s = abs(pj) + abs(pe) + max(abs(lo[c]), abs(hi[c]))
-                scale += s * s
-            keep = v <= _LIST_SLACK * scale
+                w = 2.0 * (pal4[e, c] - pal4[j, c])
+                v += min(w * lo[c], w * hi[c])
+                size += abs(w) * far[c]
+            keep = v <= _LIST_SLACK * size
         if keep:
             if m < out.shape[0]:
                 out[m] = j
@@ -113,19 +121,23 @@ def _cell_list(pal4, lo, hi, pcand, out):
 
 
 @njit(parallel=True, cache=True)
-def grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts, start, cand):
+def grid_lists(pal4, norm2, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts,
+               single, start, cand):
     """Candidate list of every cell, from the parent grid's lists.
 
     Cell (i0, i1, i2, i3) spans [side_lo[c, i_c], side_hi[c, i_c]] in feature c
     and lies inside parent cell (parent_of[c, i_c])_c.  With ``cand`` empty,
-    only counts the lists; else fills them in at ``start``.
+    counts the lists (and keeps one-entry lists in ``single``); else fills
+    them in at ``start`` (one-entry lists from ``single``).
 
     pal4 : (k, 4) float64              # IN   palette features, padded with 0
+    norm2 : (k,) float64               # IN   their squared norms
     side_lo, side_hi : (4, n) float64  # IN   cell intervals per feature, enlarged
     gn, pgn : (4,) int64               # IN   cells per feature, here and in the parent grid
     parent_of : (4, n) int64           # IN
     pstart, pcand                      # IN   the parent grid's lists
-    counts : (n_cells,) int64          # OUT  list lengths
+    counts : (n_cells,) uint32         # OUT  list lengths (IN when filling)
+    single : (n_cells,) uint16         # OUT  the entry of one-entry lists (IN when filling)
     start : (n_cells + 1,) uint32      # IN   offsets, when filling
     cand : (start[-1],) uint16         # OUT  entry indices, when filling
     """
@@ -133,6 +145,7 @@ def grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts
     for i0 in prange(gn[0]):
         lo = np.empty(4)
         hi = np.empty(4)
+        first = np.empty(1, dtype=pcand.dtype)
         lo[0] = side_lo[0, i0]
         hi[0] = side_hi[0, i0]
         for i1 in range(gn[1]):
@@ -148,10 +161,18 @@ def grid_lists(pal4, side_lo, side_hi, gn, parent_of, pgn, pstart, pcand, counts
                     parent = (((parent_of[0, i0] * pgn[1] + parent_of[1, i1]) * pgn[2]
                                + parent_of[2, i2]) * pgn[3] + parent_of[3, i3])
                     plist = pcand[pstart[parent]:pstart[parent + 1]]
-                    if fill:
-                        _cell_list(pal4, lo, hi, plist, cand[start[cell]:start[cell + 1]])
+                    if plist.shape[0] == 1:       # the parent's only entry is the cell's
+                        if fill:
+                            cand[start[cell]] = plist[0]
+                        else:
+                            counts[cell] = 1
+                    elif not fill:
+                        counts[cell] = _cell_list(pal4, norm2, lo, hi, plist, first)
+                        single[cell] = first[0]
+                    elif counts[cell] == 1:
+                        cand[start[cell]] = single[cell]
                     else:
-                        counts[cell] = _cell_list(pal4, lo, hi, plist, cand)
+                        _cell_list(pal4, norm2, lo, hi, plist, cand[start[cell]:start[cell + 1]])
 
 
 @njit(cache=True, inline="always")
@@ -218,7 +239,7 @@ def nearest_entries(feat, pal4, four, glo, ginv, gn, start, cand, labels, sq_dis
 # Per-pixel features
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, dfeat, dsnap):
+def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, drec):
     """(snapped label or -1, x0, x1, x2, x3) of pixel i of an interleaved buffer."""
     if mode == DIRECT:
         key = _key(flat, i, n_ch)
@@ -233,7 +254,9 @@ def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, dfeat, dsnap
         d = _rank(table, _key(flat, i, n_ch))
     else:
         d = np.searchsorted(keys, _key(flat, i, n_ch))
-    return np.int64(dsnap[d]), dfeat[d, 0], dfeat[d, 1], dfeat[d, 2], dfeat[d, 3]
+    rec = drec[d]
+    return (np.int64(rec[4]), np.float64(rec[0]), np.float64(rec[1]), np.float64(rec[2]),
+            np.float64(rec[3]))
 
 
 # --------------------------------------------------------------------------
@@ -282,7 +305,7 @@ def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, lim
 
 
 @njit(parallel=True, cache=True)
-def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, dsnap,
+def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
               pal4, four, glo, ginv, gn, start, cand, strength, limit,
               band_rows, warm_rows, n_workers, labels):
     """Serpentine Floyd-Steinberg over fixed bands of rows.
@@ -303,8 +326,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, d
     keys : (D,) uint32                    # IN   mode KEYS (else unused)
     pbits : (words,) uint64               # IN   mode DIRECT: palette colour keys present
     pkeys, plabels : (P,) int64           # IN   mode DIRECT: sorted palette keys, lowest index
-    dfeat : (D, 4) float64                # IN   modes TABLE/KEYS: features per distinct colour
-    dsnap : (D,) int64                    # IN   modes TABLE/KEYS: snapped label or -1
+    drec : (D, 8) int32                   # IN   modes TABLE/KEYS: features, snapped label or -1
     pal4 : (k, 4) float64                 # IN   palette features, padded with 0
     glo, ginv : (4,) float64; gn : (4,) int64; start : (cells + 1,) uint32;
     cand : uint16                         # IN   the grid (see module notes)
@@ -339,7 +361,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, d
                             continue
                         p = y * width + x
                         snap, x0, x1, x2, x3 = _pixel(mode, flat, p, n_ch, table, keys, pbits,
-                                                      pkeys, plabels, dfeat, dsnap)
+                                                      pkeys, plabels, drec)
                         if snap >= 0:
                             if write:
                                 labels[p] = snap
@@ -359,7 +381,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, d
 # Ordered (Bayer) dither, and the plain nearest entry (amplitude 0)
 # --------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def ordered_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, dsnap,
+def ordered_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
                    pal4, four, glo, ginv, gn, start, cand, thresholds, amplitude,
                    n_workers, labels):
     """labels = nearest entry of (features + amplitude * threshold), per pixel.
@@ -386,7 +408,7 @@ def ordered_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dfe
             mr3 = m[(y + 3 * BAYER_SHIFT_ROW) % BAYER_SIZE]
             for x in range(width):
                 snap, x0, x1, x2, x3 = _pixel(mode, row, x, n_ch, table, keys, pbits, pkeys,
-                                              plabels, dfeat, dsnap)
+                                              plabels, drec)
                 if snap >= 0:
                     out[x] = snap
                     continue

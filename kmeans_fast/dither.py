@@ -72,7 +72,7 @@ SNAP = {"rgb": 0.0, "oklab": 170.0}   # snap distance per space, feature units
 LATTICE_PIXELS = 1 << 16
 GRID_MARGIN = 0.125     # the grid extends this fraction of its range on each side
 GRID_BASE = {1: 256, 3: 4096, 4: 4096}   # cells of the coarsest grid, by C
-GRID_LEVELS = {1: 4, 3: 3, 4: 2}         # at most this many halvings
+GRID_LEVELS = {1: 4, 3: 2, 4: 2}         # at most this many halvings
 GRID_SHORT = 1.05       # stop halving when lists are this long on average
 GRID_PIXELS_PER_CELL = 8  # no finer grid than one cell per this many queries
 GRID_BOX_SLACK = 1e-6   # cells are enlarged by this fraction (covers rounding)
@@ -170,8 +170,10 @@ class _Grid:
         gn = np.ones(4, dtype=np.int64)
         self.lo = np.zeros(4)
         self.lo[:dims] = lo
+        self.levels = -1
         size = np.zeros(4)
         max_cells = max(GRID_BASE[dims], n_queries // GRID_PIXELS_PER_CELL)
+        norm2 = (pal4 * pal4).sum(axis=1)
         for level in range(GRID_LEVELS[dims] + 1):
             if level and np.prod(base << level, dtype=np.float64) > max_cells:
                 break
@@ -189,18 +191,20 @@ class _Grid:
                 side_lo[c] = corner - GRID_BOX_SLACK * fine_size[c]
                 side_hi[c] = corner + fine_size[c] + GRID_BOX_SLACK * fine_size[c]
                 parent_of[c] = i * gn[c] // fine[c]
-            counts = np.empty(int(np.prod(fine)), dtype=np.int64)
+            counts = np.empty(int(np.prod(fine)), dtype=np.uint32)
+            single = np.empty(counts.shape[0], dtype=np.uint16)
             none = np.empty(0, dtype=np.uint16)
-            DK.grid_lists(pal4, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
-                          start, none)
-            if int(counts.sum()) >= 1 << 32:     # too long for 32-bit offsets: stay coarser
+            DK.grid_lists(pal4, norm2, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
+                          single, start, none)
+            if int(counts.sum(dtype=np.int64)) >= 1 << 32:   # 32-bit offsets: stay coarser
                 break
             fine_start = np.zeros(counts.shape[0] + 1, dtype=np.uint32)
             np.cumsum(counts, out=fine_start[1:])
             fine_cand = np.empty(int(fine_start[-1]), dtype=np.uint16)
-            DK.grid_lists(pal4, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
-                          fine_start, fine_cand)
+            DK.grid_lists(pal4, norm2, side_lo, side_hi, fine, parent_of, gn, start, cand, counts,
+                          single, fine_start, fine_cand)
             gn, size, start, cand = fine, fine_size, fine_start, fine_cand
+            self.levels = level
             if start[-1] <= GRID_SHORT * counts.shape[0]:
                 break
         self.n, self.start, self.cand = gn, start, cand
@@ -248,8 +252,7 @@ def _dither_image(image, palette, method, strength, space, n_workers, *, histogr
     table = np.zeros((1, 2), dtype=np.uint64)
     keys = np.zeros(1, dtype=np.uint32)
     pbits, pkeys, plabels = empty_u64, empty_i64, empty_i64
-    dfeat = np.zeros((1, 4))
-    dsnap = empty_i64
+    drec = np.zeros((1, 8), dtype=np.int32)
 
     direct = space == "rgb" and n_ch in (1, 3)
     if direct:
@@ -273,11 +276,9 @@ def _dither_image(image, palette, method, strength, space, n_workers, *, histogr
         np.bitwise_or.at(pbits, pkeys >> 6, np.left_shift(np.uint64(1), (pkeys & 63).astype(np.uint64)))
     else:
         j0, d0 = _nearest(dfeat, pal4, four, grid)
-        if method == "none":
-            dsnap = j0
-        else:
-            dsnap = np.where(d0 <= SNAP[space] ** 2, j0, -1)
-        dfeat = _padded(dfeat)
+        drec = np.zeros((dfeat.shape[0], 8), dtype=np.int32)
+        drec[:, :n_ch] = dfeat
+        drec[:, 4] = j0 if method == "none" else np.where(d0 <= SNAP[space] ** 2, j0, -1)
         if hist.keys is None:
             mode, table = DK.TABLE, hist.table
         else:
@@ -285,7 +286,7 @@ def _dither_image(image, palette, method, strength, space, n_workers, *, histogr
 
     q = _error_scale(image, space, pal4, four, grid)
     labels = np.empty(height * width, dtype=np.uint8 if k <= 256 else np.uint16)
-    common = (mode, pixels, height, table, keys, pbits, pkeys, plabels, dfeat, dsnap,
+    common = (mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
               pal4, four) + grid.args()
     if method == "fs" and strength > 0:
         DK.fs_dither(*common, float(strength), ERROR_LIMIT * q, band_rows, warm_rows,

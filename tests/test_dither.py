@@ -253,7 +253,7 @@ def test_grid_search_is_brute_force(n_ch, scale, k):
         pal[:, 1:] -= scale / 2                             # negative features (Oklab a, b)
     pal4 = D._padded(pal)
     lo, hi = pal.min(axis=0), pal.max(axis=0)
-    grid = D._Grid(pal4, n_ch, lo - 10, hi + 10, 1 << 20)
+    grid = D._Grid(pal4, n_ch, lo - 10, hi + 10, 1 << (24 if k in (16, 256) else 16))
     span = np.maximum(hi - lo, 1)
     queries = [rng.uniform(lo - 0.4 * span, hi + 0.4 * span, size=(4000, n_ch)),   # some outside
                pal,                                                              # on entries
@@ -269,6 +269,8 @@ def test_grid_search_is_brute_force(n_ch, scale, k):
     inside = np.all((points[:, :n_ch] >= grid.lo[:n_ch]) & (points[:, :n_ch] < grid.lo[:n_ch]
                                                             + grid.n[:n_ch] / grid.inv[:n_ch]), 1)
     assert inside.mean() > 0.25                            # the grid, not the fallback, ran
+    if k == 256:
+        assert grid.levels == D.GRID_LEVELS[n_ch]           # lists built from parent lists
 
 
 # --------------------------------------------------------------------------
