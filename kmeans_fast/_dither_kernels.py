@@ -58,6 +58,7 @@ FS_AHEAD_BELOW = 1.0 / 16.0
 
 LANES = 4               # Floyd-Steinberg bands run in lockstep per worker
 BAYER_SIZE = 8          # ordered dither: 8 x 8 Bayer matrix
+BAYER_MASK = BAYER_SIZE - 1
 BAYER_SHIFT_ROW = 3     # channel c reads the matrix shifted by (3c, 5c)
 BAYER_SHIFT_COL = 5
 
@@ -264,9 +265,10 @@ def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, drec):
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, limit2,
-              cur, nxt, b, ahead):
+              err, b, bn, ahead):
     """Label of target t; its limited residual is spread from position b of
-    the error rows (``ahead`` = +4 or -4: the scan direction)."""
+    its error row and bn of the next row (``ahead`` = +4 or -4: the scan
+    direction)."""
     j = _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand)
     r0 = t0 - pal4[j, 0]
     r1 = t1 - pal4[j, 1]
@@ -283,24 +285,25 @@ def _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand, limit, lim
         r2 = r2 * f
         r3 = r3 * f
     a = b + ahead
-    c = b - ahead
-    cur[a] += r0 * FS_AHEAD
-    cur[a + 1] += r1 * FS_AHEAD
-    cur[a + 2] += r2 * FS_AHEAD
-    nxt[c] += r0 * FS_BEHIND_BELOW
-    nxt[c + 1] += r1 * FS_BEHIND_BELOW
-    nxt[c + 2] += r2 * FS_BEHIND_BELOW
-    nxt[b] += r0 * FS_BELOW
-    nxt[b + 1] += r1 * FS_BELOW
-    nxt[b + 2] += r2 * FS_BELOW
-    nxt[a] += r0 * FS_AHEAD_BELOW
-    nxt[a + 1] += r1 * FS_AHEAD_BELOW
-    nxt[a + 2] += r2 * FS_AHEAD_BELOW
+    an = bn + ahead
+    cn = bn - ahead
+    err[a] += r0 * FS_AHEAD
+    err[a + 1] += r1 * FS_AHEAD
+    err[a + 2] += r2 * FS_AHEAD
+    err[cn] += r0 * FS_BEHIND_BELOW
+    err[cn + 1] += r1 * FS_BEHIND_BELOW
+    err[cn + 2] += r2 * FS_BEHIND_BELOW
+    err[bn] += r0 * FS_BELOW
+    err[bn + 1] += r1 * FS_BELOW
+    err[bn + 2] += r2 * FS_BELOW
+    err[an] += r0 * FS_AHEAD_BELOW
+    err[an + 1] += r1 * FS_AHEAD_BELOW
+    err[an + 2] += r2 * FS_AHEAD_BELOW
     if four:
-        cur[a + 3] += r3 * FS_AHEAD
-        nxt[c + 3] += r3 * FS_BEHIND_BELOW
-        nxt[b + 3] += r3 * FS_BELOW
-        nxt[a + 3] += r3 * FS_AHEAD_BELOW
+        err[a + 3] += r3 * FS_AHEAD
+        err[cn + 3] += r3 * FS_BEHIND_BELOW
+        err[bn + 3] += r3 * FS_BELOW
+        err[an + 3] += r3 * FS_AHEAD_BELOW
     return j
 
 
@@ -340,7 +343,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
     n_groups = (n_bands + LANES - 1) // LANES
     row_len = 4 * (width + 2)
     for t in prange(n_workers):
-        err = np.zeros((LANES, 2, row_len))
+        err = np.zeros(LANES * 2 * row_len)     # lane g's rows: offsets (2g + parity) * row_len
         for group in range(t, n_groups, n_workers):
             lanes = min(LANES, n_bands - group * LANES)
             err[:] = 0.0
@@ -349,30 +352,30 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
                 y_lane0 = first + step
                 odd = y_lane0 & 1
                 write = step >= warm_rows
+                # lanes g_lo..g_hi-1 have their row inside the image
+                g_lo = 0 if y_lane0 >= 0 else (band_rows - 1 - y_lane0) // band_rows
+                g_hi = min(lanes, (height - y_lane0 + band_rows - 1) // band_rows)
                 for g in range(lanes):
-                    err[g, 1 - odd, :] = 0.0
+                    nxt0 = (2 * g + 1 - odd) * row_len
+                    err[nxt0:nxt0 + row_len] = 0.0
                 ahead = 4 if odd == 0 else -4
                 for s in range(width):
                     x = s if odd == 0 else width - 1 - s
-                    b = 4 * (x + 1)
-                    for g in range(lanes):
-                        y = y_lane0 + g * band_rows
-                        if y < 0 or y >= height:
-                            continue
-                        p = y * width + x
+                    for g in range(g_lo, g_hi):
+                        p = (y_lane0 + g * band_rows) * width + x
                         snap, x0, x1, x2, x3 = _pixel(mode, flat, p, n_ch, table, keys, pbits,
                                                       pkeys, plabels, drec)
                         if snap >= 0:
                             if write:
                                 labels[p] = snap
                             continue
-                        cur = err[g, odd]
-                        t0 = x0 + strength * cur[b]
-                        t1 = x1 + strength * cur[b + 1]
-                        t2 = x2 + strength * cur[b + 2]
-                        t3 = x3 + strength * cur[b + 3]
+                        b = (2 * g + odd) * row_len + 4 * (x + 1)
+                        t0 = x0 + strength * err[b]
+                        t1 = x1 + strength * err[b + 1]
+                        t2 = x2 + strength * err[b + 2]
+                        t3 = x3 + strength * err[b + 3]
                         j = _fs_pixel(t0, t1, t2, t3, pal4, four, glo, ginv, gn, start, cand,
-                                      limit, limit2, cur, err[g, 1 - odd], b, ahead)
+                                      limit, limit2, err, b, b + (1 - 2 * odd) * row_len, ahead)
                         if write:
                             labels[p] = j
 
@@ -412,13 +415,13 @@ def ordered_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, dre
                 if snap >= 0:
                     out[x] = snap
                     continue
-                t0 = x0 + amplitude * mr0[x % BAYER_SIZE]
+                t0 = x0 + amplitude * mr0[x & BAYER_MASK]
                 t1 = x1
                 t2 = x2
                 t3 = x3
                 if n_ch >= 3:
-                    t1 = x1 + amplitude * mr1[(x + BAYER_SHIFT_COL) % BAYER_SIZE]
-                    t2 = x2 + amplitude * mr2[(x + 2 * BAYER_SHIFT_COL) % BAYER_SIZE]
+                    t1 = x1 + amplitude * mr1[(x + BAYER_SHIFT_COL) & BAYER_MASK]
+                    t2 = x2 + amplitude * mr2[(x + 2 * BAYER_SHIFT_COL) & BAYER_MASK]
                 if n_ch == 4:
-                    t3 = x3 + amplitude * mr3[(x + 3 * BAYER_SHIFT_COL) % BAYER_SIZE]
+                    t3 = x3 + amplitude * mr3[(x + 3 * BAYER_SHIFT_COL) & BAYER_MASK]
                 out[x] = _nearest(t0, t1, t2, t3, four, pal4, glo, ginv, gn, start, cand)
