@@ -23,8 +23,8 @@ squared distance and norm, so one code path serves C = 1, 3 and 4 exactly.
     C = 4: the index is the position of its key in the sorted distinct keys.
 
 In the last two modes ``drec[d]`` is distinct colour d's record: its integer
-features (padded with 0) in columns 0-3 and its snapped label (or -1) in
-column 4; 32 bytes, so one pixel costs one cache line there.
+features (padded with 0) and, in its last column, its snapped label (or -1);
+4 int32 for C <= 3 (16 bytes), 8 for C = 4, so a pixel reads one cache line.
 
 **Nearest palette entry** (:func:`_nearest`): a uniform grid over feature
 space lists, per cell, the entries that can be nearest to some point of the
@@ -256,7 +256,9 @@ def _pixel(mode, flat, i, n_ch, table, keys, pbits, pkeys, plabels, drec):
     else:
         d = np.searchsorted(keys, _key(flat, i, n_ch))
     rec = drec[d]
-    return (np.int64(rec[4]), np.float64(rec[0]), np.float64(rec[1]), np.float64(rec[2]),
+    if drec.shape[1] == 4:
+        return np.int64(rec[3]), np.float64(rec[0]), np.float64(rec[1]), np.float64(rec[2]), 0.0
+    return (np.int64(rec[7]), np.float64(rec[0]), np.float64(rec[1]), np.float64(rec[2]),
             np.float64(rec[3]))
 
 
@@ -329,7 +331,7 @@ def fs_dither(mode, pixels, height, table, keys, pbits, pkeys, plabels, drec,
     keys : (D,) uint32                    # IN   mode KEYS (else unused)
     pbits : (words,) uint64               # IN   mode DIRECT: palette colour keys present
     pkeys, plabels : (P,) int64           # IN   mode DIRECT: sorted palette keys, lowest index
-    drec : (D, 8) int32                   # IN   modes TABLE/KEYS: features, snapped label or -1
+    drec : (D, 4|8) int32                 # IN   modes TABLE/KEYS: features, snapped label or -1
     pal4 : (k, 4) float64                 # IN   palette features, padded with 0
     glo, ginv : (4,) float64; gn : (4,) int64; start : (cells + 1,) uint32;
     cand : uint16                         # IN   the grid (see module notes)
