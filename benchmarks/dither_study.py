@@ -469,6 +469,13 @@ def speed_markdown(result):
         for what, v in t.items():
             lines.append(f"| {space} | {what} | {v['wall']:.3f} | {v['cpu']:.2f} | "
                          f"{v['wall'] - t['remap']['wall']:+.3f} |")
+    fs = result["rgb"]["fs"]
+    lines += ["", f"Parallelism seen: `fs` (rgb) used {fs['cpu'] / fs['wall']:.2f} CPU seconds "
+              f"per wall second with {result['threads']} threads (2.0 = both cores busy); one "
+              "worker: " + ", ".join(
+                  f"{space} {m} {1e9 * result[space][f'{m}, 1 worker']['cpu'] / (1e6 * result['megapixels']):.0f} ns"
+                  for space in ("rgb", "oklab") for m in ("ordered", "fs"))
+              + " of CPU per pixel, preparation included."]
     return "\n".join(lines) + "\n"
 
 
