@@ -74,6 +74,17 @@ def test_kernels_equal_reference(n_ch, space, method):
             assert np.array_equal(got, expected), context
 
 
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+@pytest.mark.parametrize("bands", [(2, 5), (4, 9)])
+def test_warm_rows_spanning_several_bands(space, bands):
+    image = image_for((23, 17), 3, seed=11)
+    palette = palette_for(image, 6, seed=11)
+    expected = R.dither(image, palette, space=space, band_rows=bands[0], warm_rows=bands[1])
+    for n_workers in WORKERS:
+        got = kernel_labels(image, palette, "fs", 1.0, space, n_workers, bands)
+        assert np.array_equal(got, expected), n_workers
+
+
 @pytest.mark.parametrize("n_ch, space", [(3, "rgb"), (3, "oklab"), (4, "rgb"), (1, "oklab")])
 def test_public_default_bands_equal_reference(n_ch, space):
     """Three default-height bands (one partial), the public function, any worker count."""
