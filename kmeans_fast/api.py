@@ -569,6 +569,17 @@ def remap(image, palette, *, space="rgb", backend="numba"):
     return labels.reshape(image.shape[:2])
 
 
+def _dither(image, palette, method, strength, space, backend, lookup):
+    """Dithered labels: the Numba kernels (reusing the image's colour lookup),
+    or the plain reference (a Python loop: small images only)."""
+    if backend == "numba":
+        from .dither import _dither_image
+        return _dither_image(image, palette, method, strength, space,
+                             nb._workers(image.shape[0] * image.shape[1]), histogram=lookup)
+    from .reference_dither import dither as reference_dither
+    return reference_dither(image, palette, method=method, strength=strength, space=space)
+
+
 def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None,
              space="rgb", dither="none", dither_strength=1.0, backend="numba",
              method="auto", tol=0.0, progress=None, target_psnr=None):
@@ -589,8 +600,11 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
         colours allowed).
     dither : {"none", "fs", "ordered"}, optional
         "none": every pixel takes its nearest palette entry.  "fs":
-        Floyd-Steinberg error diffusion; "ordered": a threshold matrix.  See
-        :mod:`kmeans_fast.dither`.
+        Floyd-Steinberg error diffusion (serpentine, limited error, fixed bands
+        of rows: the same labels at any thread count); "ordered": an 8x8 Bayer
+        threshold matrix.  See :mod:`kmeans_fast.dither`.  With
+        ``backend="numpy"`` the plain reference dithers, a Python loop over the
+        pixels: small images only.
     dither_strength : float, optional
         0 to 1 (default 1): how much of the error is diffused.
     backend : {"numba", "numpy"}, optional
@@ -633,9 +647,10 @@ def quantize(image, n_colors, *, steps=DEFAULT_STEPS, init="kmeans++", seed=None
         fit = _fit(colours, counts, n_colors, **args)
     k_out = len(fit.palette)
     if dither != "none" and dither_strength > 0 and k_out < fit.n_distinct:
-        from .dither import dither as _dither
-        labels = _dither(image, fit.palette, method=dither, strength=dither_strength,
-                         space=space).reshape(-1)
+        # (with every colour in the palette, dithering changes nothing: skipped)
+        labels = _dither(pixels.reshape(height, width, -1), fit.palette, dither,
+                         dither_strength, space, backend,
+                         lookup if backend == "numba" else None).reshape(-1)
     elif backend == "numba":
         labels = np.empty(pixels.shape[0], dtype=_label_dtype(k_out))
         lookup.remap(pixels, fit.colour_labels, labels)

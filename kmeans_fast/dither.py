@@ -86,11 +86,11 @@ GRID_BOX_SLACK = 1e-6   # cells are enlarged by this fraction (covers rounding)
 
 
 def _histogram(pixels, n_workers):
-    """The engine's colour histogram of ``pixels`` (``.colours`` sorted by key;
-    ``.table`` for C <= 3, ``.keys`` for C = 4).  The one place that reaches
-    into :mod:`kmeans_fast.api`."""
-    from .api import _Histogram
-    return _Histogram(pixels, n_workers)
+    """The engine's colour lookup of ``pixels`` (``.colours`` sorted by key;
+    ``.table`` for the presence bitmap, else ``.keys``: sorted keys).  The one
+    place that reaches into the Numba backend."""
+    from ._numba_backend import Lookup
+    return Lookup(pixels)
 
 
 # --------------------------------------------------------------------------

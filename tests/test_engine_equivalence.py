@@ -113,3 +113,21 @@ def test_histograms_of_parts_add_up_to_the_whole():
     fit_parts = api.fit_palette(sum(parts), 8, seed=1)
     assert np.array_equal(fit_whole.palette, fit_parts.palette)
     assert api.histogram(image, backend="numpy") == whole
+
+
+@pytest.mark.parametrize("n_ch", [1, 3, 4])
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+@pytest.mark.parametrize("dither", ["fs", "ordered"])
+def test_dithered_quantize_agrees(n_ch, space, dither):
+    """quantize(dither=...) reuses the image's colour lookup in the Numba backend,
+    and the reference dithers with its plain loop: the labels agree at any
+    worker count, and the palette is the undithered fit's."""
+    image = with_channels(photo("chelsea"), n_ch, clear=True)[:40, :52]
+    args = dict(steps=5, seed=2, space=space, dither=dither, dither_strength=0.8)
+    expected = quantize(image, 9, backend="numpy", **args)
+    plain = quantize(image, 9, backend="numpy", steps=5, seed=2, space=space)
+    assert np.array_equal(expected.palette, plain.palette)
+    assert not np.array_equal(expected.labels, plain.labels)      # it did dither
+    for workers in WORKERS:
+        with nb.forced_workers(workers):
+            assert_same(quantize(image, 9, **args), expected, (n_ch, space, dither, workers))
