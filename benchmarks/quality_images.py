@@ -28,6 +28,7 @@ generated images are drawn at that size).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import numpy as np
 from .images import NOISE_SIGMA, _skimage_photo, _sklearn_photo
 
 KINDS = ("photo", "grey", "graphic")
+PACKAGES = {"sklearn": "scikit-learn", "skimage": "scikit-image"}   # module -> pip name
 GENERATOR_VERSION = 1            # bump when any recipe changes: stale cache files are ignored
 DEFAULT_WORK = Path(__file__).resolve().parent / "_work" / "quality_images"
 QUICK_MP = 0.5                   # generated images in the quick set are at most this size
@@ -55,6 +57,13 @@ class Source:
     default_mp: float | None     # None: a photo at its native size
     quick: bool                  # in the quick set
     about: str
+    needs: str | None = None     # the module its pixels come from (a photo's package)
+
+    def missing(self):
+        """The package this image needs that is not installed, or None."""
+        if self.needs is None or importlib.util.find_spec(self.needs) is not None:
+            return None
+        return PACKAGES.get(self.needs, self.needs)
 
 
 # --------------------------------------------------------------------------
@@ -104,11 +113,15 @@ def _photo(name):
     return np.ascontiguousarray(image[:, :, :3], dtype=np.uint8)
 
 
+def _photo_module(name):
+    return "sklearn" if name.endswith(".jpg") else "skimage"
+
+
 def _photo_source(name, quick):
     label = name.removesuffix(".jpg")
     origin = "scikit-learn" if name.endswith(".jpg") else "scikit-image"
     return Source(label, "photo", lambda mp: _photo(name), None, quick,
-                  f"{origin} {name}")
+                  f"{origin} {name}", _photo_module(name))
 
 
 # --------------------------------------------------------------------------
@@ -167,7 +180,7 @@ def _grey_source(name, quick):
     photo, recipe = GREY_RECIPES[name]
     about = f"{photo} near-grey: " + ", ".join(f"{k}={v}" for k, v in recipe.items())
     return Source(name, "grey", lambda mp: near_grey(_photo(photo), **recipe), None, quick,
-                  about)
+                  about, _photo_module(photo))
 
 
 def sky_dusk(megapixels, seed=1):
@@ -510,6 +523,9 @@ def load(source, megapixels=None, *, work=None):
     path = work / f"{source.name}_{tag}_v{GENERATOR_VERSION}.npy"
     if path.exists():
         return np.load(path)
+    if source.missing():
+        raise ModuleNotFoundError(f"image {source.name!r} needs {source.missing()}: "
+                                  "pip install '.[bench]'")
     if source.default_mp is None:             # photo (or near-grey photo): native, resampled
         image = source.make(None)
         if megapixels is not None:
@@ -524,8 +540,12 @@ def load(source, megapixels=None, *, work=None):
     return image
 
 
-def selection(kind=None, quick=False, *, names=None):
-    """The :class:`Source` entries ``quality_images`` would yield, in order."""
+def selection(kind=None, quick=False, *, names=None, installed=False):
+    """The :class:`Source` entries ``quality_images`` would yield, in order.
+
+    ``installed=True`` leaves out the photos whose package is not installed
+    (:meth:`Source.missing`); otherwise they are kept, and loading one fails.
+    """
     kinds = KINDS if kind is None else (kind,) if isinstance(kind, str) else tuple(kind)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -536,10 +556,11 @@ def selection(kind=None, quick=False, *, names=None):
             raise ValueError(f"image {unknown[0]!r} is not in the set: choose from "
                              f"{', '.join(BY_NAME)}")
     return [s for s in SOURCES if s.kind in kinds and (not quick or s.quick)
-            and (names is None or s.name in names)]
+            and (names is None or s.name in names) and not (installed and s.missing())]
 
 
-def quality_images(kind=None, quick=False, *, size_mp=None, work=None, names=None):
+def quality_images(kind=None, quick=False, *, size_mp=None, work=None, names=None,
+                   installed=False):
     """Yield ``(name, kind, image)`` for the quality study's images.
 
     Parameters
@@ -557,6 +578,9 @@ def quality_images(kind=None, quick=False, *, size_mp=None, work=None, names=Non
         Cache folder (default ``benchmarks/_work/quality_images``).
     names : collection of str or None, optional
         Only the images of these names.
+    installed : bool, optional
+        Leave out the photos whose package (scikit-learn, scikit-image) is not
+        installed, instead of failing on them.
 
     Yields
     ------
@@ -565,6 +589,6 @@ def quality_images(kind=None, quick=False, *, size_mp=None, work=None, names=Non
     image : ndarray of shape (H, W, 3), dtype uint8
         RGB.
     """
-    for source in selection(kind, quick, names=names):
+    for source in selection(kind, quick, names=names, installed=installed):
         yield source.name, source.kind, load(source, _size_for(source, quick, size_mp),
                                              work=work)

@@ -586,10 +586,30 @@ def test_quality_settings_detect_options_quantize_lacks(monkeypatch):
         method.prepare(np.zeros((2, 2, 3), np.uint8), 16, ctx)()
 
 
+def test_quality_images_without_scikit_learn_leave_out_its_photos_or_say_why(
+        tmp_path, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
+    china = qi.BY_NAME["china"]
+    assert china.missing() == "scikit-learn" and qi.BY_NAME["fog_china"].missing()
+    assert qi.BY_NAME["astronaut"].missing() is None and qi.BY_NAME["logo"].missing() is None
+    kept = qi.selection(quick=True, installed=True)
+    assert china not in kept and qi.BY_NAME["astronaut"] in kept
+    assert {s.kind for s in kept} == set(qi.KINDS)
+    with pytest.raises(ModuleNotFoundError, match=r"needs scikit-learn: pip install"):
+        qi.load(china, work=tmp_path)
+    with pytest.raises(SystemExit, match="needs scikit-learn"):
+        quality.main(["--quick", "--images", "china", "--out", str(tmp_path / "o"),
+                      "--work", str(tmp_path / "w"), "--no-ssimulacra2", "--no-command"])
+
+
 def test_quality_images_are_deterministic_and_cached(tmp_path):
-    a = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "a"))
-    b = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "b"))
-    assert [(n, k) for n, k, _ in a] == [(s.name, s.kind) for s in qi.selection(quick=True)]
+    a = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "a", installed=True))
+    b = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "b", installed=True))
+    assert [(n, k) for n, k, _ in a] == [(s.name, s.kind)
+                                         for s in qi.selection(quick=True, installed=True)]
+    assert {k for _, k, _ in a} == set(qi.KINDS)
     assert [k for _, k, _ in a] == sorted((k for _, k, _ in a), key=qi.KINDS.index)
     for (name, _, x), (_, _, y) in zip(a, b):
         assert x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3
@@ -598,7 +618,8 @@ def test_quality_images_are_deterministic_and_cached(tmp_path):
     files = sorted((tmp_path / "a").glob("*.npy"))
     assert len(files) == len(a)
     stamps = [f.stat().st_mtime_ns for f in files]
-    again = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "a"))
+    again = list(qi.quality_images(quick=True, size_mp=0.01, work=tmp_path / "a",
+                                  installed=True))
     assert [f.stat().st_mtime_ns for f in files] == stamps        # loaded, not remade
     assert all(np.array_equal(x, y) for (_, _, x), (_, _, y) in zip(a, again))
     assert [n for n, _, _ in qi.quality_images("graphic", work=tmp_path / "a",
