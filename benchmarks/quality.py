@@ -863,6 +863,11 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
 
     from .images import count_distinct
 
+    if ssimulacra2 and importlib.util.find_spec("ssimulacra2") is None:
+        if mode.name != "tiny":
+            raise SystemExit("the study scores with the ssimulacra2 package: "
+                             "pip install '.[bench]' (or run with --no-ssimulacra2)")
+        ssimulacra2 = False                     # the tests' run: PSNR, bytes and times only
     started, load_start = time.perf_counter(), _load()
     methods = all_methods()
     if method_keys:

@@ -264,7 +264,11 @@ def test_temporary_names_are_short(tmp_path, monkeypatch):
 # item 2: signals while writing, in a real process
 # --------------------------------------------------------------------------
 CHILD = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
+    # as started from a terminal: a parent run under nohup hands down an ignored
+    # SIGHUP, which io rightly leaves ignored
+    for s in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
     from kmeans_fast import io
     marker = sys.argv[1]
     real_fsync = os.fsync
