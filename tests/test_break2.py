@@ -1,0 +1,73 @@
+"""Hostile inputs found by a review (break2), and tests for planted bugs that
+the other test files let through."""
+
+import os
+
+import numpy as np
+import pytest
+
+from kmeans_fast import Histogram, cli
+
+from conftest import digest
+
+
+def run(runner, *args):
+    return runner.invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, code, *words):
+    assert result.exit_code == code, result.output
+    err = result.stderr
+    assert err.startswith("Error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, err
+
+
+# --------------------------------------------------------------------------
+# NaN passes every click range check (all comparisons with NaN are false)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["--psnr", "nan"], ["'--psnr'", "nan"]),
+    (["--dither", "fs", "--dither-strength", "nan"], ["'--dither-strength'", "nan"]),
+    (["--dither", "ordered", "--dither-strength", "NaN"], ["'--dither-strength'"]),
+])
+def test_nan_options_are_usage_errors(runner, image_file, work, args, words):
+    before = digest(image_file)
+    result = run(runner, "compress", "photo.png", "-k", 4, *args)
+    assert_clean_error(result, 2, *words)
+    assert os.listdir(work) == ["photo.png"] and digest(image_file) == before
+
+
+def test_psnr_inf_still_means_lossless(runner, image_file, work):
+    """(inf is a number: the fewest colours with no error at all, or -k)."""
+    result = run(runner, "compress", "photo.png", "-k", 4, "--psnr", "inf", "--no-jpeg", "-q")
+    assert result.exit_code == 0, result.output
+
+
+# --------------------------------------------------------------------------
+# Histogram.from_arrays checks what it is given as Histogram() does
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("colours, counts, exc, words", [
+    ([[1, 2, 3], [4, 5, 6]], [5, -3], ValueError, "negative"),
+    ([[1, 2, 3]], [2.7], ValueError, "integer"),
+    ([[1, 2, 3], [4, 5, 6]], [1], ValueError, "one count per colour"),
+    (np.array([[-1.0, 0, 0]]), [1], ValueError, "uint8"),
+    (np.array([[300, 0, 0]]), [1], ValueError, "uint8"),
+    (np.array([1, 2, 3], dtype=np.uint8), [1, 1, 1], ValueError, "(D, C)"),
+    (np.zeros((1, 2), np.uint8), [1], ValueError, "(D, C)"),
+    ([[1, 2, 3], [1, 2, 3]], [2 ** 62, 2 ** 62], ValueError, "overflow"),
+])
+def test_histogram_from_arrays_refuses_bad_input(colours, counts, exc, words):
+    with pytest.raises(exc, match=None) as info:
+        Histogram.from_arrays(colours, counts)
+    message = str(info.value)
+    assert "\n" not in message and words in message, message
+
+
+def test_histogram_from_arrays_still_merges_and_drops_zeros():
+    h = Histogram.from_arrays(np.array([[4, 5, 6], [1, 2, 3], [4, 5, 6], [9, 9, 9]], np.uint8),
+                              np.array([2, 1, 3, 0]))
+    assert h.colours.tolist() == [[1, 2, 3], [4, 5, 6]] and h.counts.tolist() == [1, 5]
+    h = Histogram.from_arrays([[7], [7]], [1, 1])          # plain lists of small ints
+    assert h.colours.tolist() == [[7]] and h.counts.tolist() == [2]
