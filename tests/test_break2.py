@@ -71,3 +71,18 @@ def test_histogram_from_arrays_still_merges_and_drops_zeros():
     assert h.colours.tolist() == [[1, 2, 3], [4, 5, 6]] and h.counts.tolist() == [1, 5]
     h = Histogram.from_arrays([[7], [7]], [1, 1])          # plain lists of small ints
     assert h.colours.tolist() == [[7]] and h.counts.tolist() == [2]
+
+
+# --------------------------------------------------------------------------
+# kmeans_fast.dask.write_png given labels in memory
+# --------------------------------------------------------------------------
+def test_dask_write_png_refuses_numpy_labels(tmp_path):
+    pytest.importorskip("dask.array")
+    from kmeans_fast import dask as kd
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    labels = np.zeros((3, 4), np.uint8)
+    for call in (lambda: kd.write_png(tmp_path / "x.png", palette, labels),
+                 lambda: next(kd.label_bands(labels))):
+        with pytest.raises(TypeError, match="dask array, not ndarray"):
+            call()
+    assert os.listdir(tmp_path) == []
