@@ -86,3 +86,29 @@ def test_dask_write_png_refuses_numpy_labels(tmp_path):
         with pytest.raises(TypeError, match="dask array, not ndarray"):
             call()
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------
+# Quantization.image() and its kernel (nothing else called them)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+@pytest.mark.parametrize("n_ch, k, dtype", [(1, 2, np.uint8), (3, 5, np.uint8),
+                                            (4, 300, np.uint16)])
+def test_paint_is_palette_of_labels_at_any_worker_count(workers, n_ch, k, dtype):
+    from kmeans_fast import _kernels as K
+    rng = np.random.default_rng(workers * 10 + n_ch)
+    palette = rng.integers(0, 256, (k, n_ch), dtype=np.uint8)
+    labels = rng.integers(0, k, 101, dtype=dtype)
+    out = np.full((101, n_ch), 77, np.uint8)       # a stale value each missed pixel keeps
+    K.paint(palette, labels, out, workers)
+    assert np.array_equal(out, palette[labels])
+
+
+def test_quantization_image_is_palette_of_labels():
+    from kmeans_fast import quantize
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (61, 47, 4), dtype=np.uint8)
+    q = quantize(image, 12, seed=0)
+    assert np.array_equal(q.image(), q.palette[q.labels])
+    gray = quantize(image[:, :, 0], 3, seed=0)
+    assert np.array_equal(gray.image(), gray.palette[gray.labels])
