@@ -112,3 +112,36 @@ def test_quantization_image_is_palette_of_labels():
     assert np.array_equal(q.image(), q.palette[q.labels])
     gray = quantize(image[:, :, 0], 3, seed=0)
     assert np.array_equal(gray.image(), gray.palette[gray.labels])
+
+
+# --------------------------------------------------------------------------
+# --skip-if-larger at its boundary: skipped at one byte more than the input
+# --------------------------------------------------------------------------
+def _jpeg_padded_to(data, size):
+    """The same JPEG, grown to ``size`` bytes by one comment (COM) segment after SOI."""
+    body = size - len(data) - 4
+    assert data[:2] == b"\xff\xd8" and 0 <= body <= 65533
+    return data[:2] + b"\xff\xfe" + (body + 2).to_bytes(2, "big") + b"k" * body + data[2:]
+
+
+def test_skip_if_larger_boundary(runner, work, rgb):
+    import json
+
+    from conftest import save
+    tiny = save(work / "tiny.jpg", rgb, params=[1, 10]).read_bytes()
+    args = ("compress", "tiny.jpg", "-k", 256, "--steps", 2, "--no-jpeg", "--json")
+    first = run(runner, *args, "-o", "ref.png")
+    assert first.exit_code == 0, first.output
+    size = json.loads(first.stdout)["kmeans"]["bytes"]
+    assert len(tiny) + 5 <= size <= len(tiny) + 65000   # room for one comment segment
+    (work / "ref.png").unlink()
+    for input_size, skipped in ((size - 1, True), (size, False)):
+        (work / "tiny.jpg").write_bytes(_jpeg_padded_to(tiny, input_size))
+        result = run(runner, *args, "--skip-if-larger", "-o", "out.png")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["input"]["bytes"] == input_size
+        assert bool(report["skipped"]) is skipped, report["skipped"]
+        assert (work / "out.png").exists() is not skipped
+        if not skipped:
+            assert (work / "out.png").stat().st_size == size
