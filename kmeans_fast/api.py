@@ -164,13 +164,32 @@ class Histogram:
 
     @classmethod
     def from_arrays(cls, colours, counts):
-        """A histogram of colours that may repeat and come in any order (merged)."""
-        colours = np.asarray(colours, dtype=np.uint8)
-        counts = np.asarray(counts, dtype=np.int64)
+        """A histogram of colours that may repeat and come in any order (merged;
+        colours counted 0 times are dropped)."""
+        colours = np.asarray(colours)
+        counts = np.asarray(counts)
+        if colours.dtype != np.uint8:
+            if (not np.issubdtype(colours.dtype, np.integer) or colours.size
+                    and (colours.min() < 0 or colours.max() > 255)):
+                raise ValueError(f"colours of dtype {colours.dtype} are not uint8 values "
+                                 "0..255: convert them to uint8")
+            colours = colours.astype(np.uint8)
+        if colours.ndim != 2 or colours.shape[1] not in (1, 3, 4):
+            raise ValueError(f"colours have shape {colours.shape}: expected (D, C) with C in "
+                             "1, 3, 4")
+        if counts.shape != (colours.shape[0],) or not np.issubdtype(counts.dtype, np.integer):
+            raise ValueError(f"counts of dtype {counts.dtype} and shape {counts.shape}: expected "
+                             "an integer array with one count per colour")
+        if counts.size and counts.min() < 0:
+            raise ValueError(f"counts hold the negative value {counts.min()}: counts must be "
+                             ">= 0")
+        counts = counts.astype(np.int64)
         keys = _keys(colours)
         unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         summed = np.zeros(unique.size, dtype=np.int64)
         np.add.at(summed, inverse.ravel(), counts)
+        if (summed < 0).any():
+            raise ValueError("counts overflow int64 once repeated colours are added up")
         keep = summed > 0
         return cls(colours[first][keep], summed[keep])
 

@@ -475,6 +475,16 @@ DEFAULT_SPACE = "rgb"
 DEFAULT_DITHER = "none"
 
 
+class _FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN, which passes every range check."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if value != value:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return value
+
+
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
 @click.option("-k", "--colors", type=click.IntRange(1, MAX_COLORS), metavar="N",
@@ -496,9 +506,9 @@ DEFAULT_DITHER = "none"
               show_default=True,
               help="Dithering: none (every pixel its nearest colour), fs (error diffusion), "
                    "ordered (a threshold pattern).")
-@click.option("--dither-strength", type=click.FloatRange(0, 1), default=1.0,
+@click.option("--dither-strength", type=_FloatRange(0, 1), default=1.0,
               show_default=True, metavar="0-1", help="How much of the error dithering uses.")
-@click.option("--psnr", "target_psnr", type=click.FloatRange(min=0, min_open=True),
+@click.option("--psnr", "target_psnr", type=_FloatRange(min=0, min_open=True),
               metavar="DB",
               help="Use the fewest colours (at most -k) whose undithered result reaches "
                    "this PSNR in dB.")

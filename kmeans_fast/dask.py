@@ -365,6 +365,11 @@ def label_bands(labels, *, ahead=2):
     ndarray of shape (rows, W)
     """
     ahead = api._check_int("ahead", ahead, 0)
+    if not isinstance(labels, _dask_array().Array):
+        raise TypeError(f"labels must be a dask array, not {type(labels).__name__}: for labels "
+                        "in memory use kmeans_fast.io.write_png")
+    if labels.ndim != 2:
+        raise ValueError(f"labels have shape {labels.shape}: expected (H, W)")
     ends = list(accumulate(labels.chunks[0]))
     bands = (labels[start:end] for start, end in zip([0] + ends[:-1], ends) if end > start)
     client = _active_client()
@@ -408,6 +413,9 @@ def write_png(path, palette, labels, *, level=kio.PNG_LEVEL, ahead=2):
     """
     from .png import write_png_bands
 
+    if not isinstance(labels, _dask_array().Array):
+        raise TypeError(f"labels must be a dask array, not {type(labels).__name__}: for labels "
+                        "in memory use kmeans_fast.io.write_png")
     if labels.ndim != 2:
         raise ValueError(f"labels have shape {labels.shape}: expected (H, W)")
     path = Path(path)
