@@ -433,6 +433,8 @@ def _summary(km, k):
     n = km["colors"]
     depth = f"{km['bit_depth']}-bit indexed PNG" if km["bit_depth"] else "truecolour PNG"
     head = f"k-means: {_plural(n, 'colour')}, {depth}"
+    if km["shared_palette"]:
+        return f"{head}, the shared palette"
     if km["distinct_colors"] <= k:
         has = "only " if km["distinct_colors"] < k else "exactly "
         return f"{head}; the image has {has}{_plural(km['distinct_colors'], 'colour')}: " \
@@ -499,13 +501,15 @@ class _FloatRange(click.FloatRange):
               help="How to pick the starting colours.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Random seed: the same seed gives the same file.")
-@click.option("--space", type=click.Choice(SPACES), default=DEFAULT_SPACE, show_default=True,
+@click.option("--space", type=click.Choice(SPACES),
               help="Where colour distances are measured: the channel values, or Oklab "
-                   "(perceptual).")
-@click.option("--dither", type=click.Choice(DITHERS), default=DEFAULT_DITHER,
-              show_default=True,
+                   f"(perceptual).  [default: {DEFAULT_SPACE}]")
+@click.option("--dither", type=click.Choice(DITHERS),
               help="Dithering: none (every pixel its nearest colour), fs (error diffusion), "
-                   "ordered (a threshold pattern).")
+                   f"ordered (a threshold pattern).  [default: {DEFAULT_DITHER}]")
+@click.option("--plain", is_flag=True,
+              help="Plain k-means: --space rgb --dither none (the lowest squared error, "
+                   "bands in gradients).")
 @click.option("--dither-strength", type=_FloatRange(0, 1), default=1.0,
               show_default=True, metavar="0-1", help="How much of the error dithering uses.")
 @click.option("--psnr", "target_psnr", type=_FloatRange(min=0, min_open=True),
@@ -558,7 +562,7 @@ class _FloatRange(click.FloatRange):
 @click.option("--sample", "use_sample", is_flag=True,
               help="Use the built-in sample image (generated, 1024x768) instead of IMAGE.")
 @click.pass_context
-def compress(ctx, images, colors, steps, init, seed, space, dither, dither_strength,
+def compress(ctx, images, colors, steps, init, seed, space, dither, plain, dither_strength,
              target_psnr, output, out_dir, recursive, shared_palette, jobs, skip_existing,
              skip_if_larger, jpeg, jpeg_quality, jpeg_output, jpeg_match_size, png_level,
              optimize, max_pixels, as_json, show, quiet, use_sample):
@@ -584,6 +588,11 @@ def compress(ctx, images, colors, steps, init, seed, space, dither, dither_stren
         if given("jpeg_quality"):
             raise click.UsageError("--jpeg-match-size picks the quality itself: "
                                    "drop --jpeg-quality")
+    if plain and (space not in (None, "rgb") or dither not in (None, "none")):
+        raise click.UsageError("--plain means --space rgb --dither none: drop "
+                               + ("--space" if space not in (None, "rgb") else "--dither"))
+    space = space or ("rgb" if plain else DEFAULT_SPACE)
+    dither = dither or ("none" if plain else DEFAULT_DITHER)
     if given("dither_strength") and dither == "none":
         raise click.UsageError("--dither-strength needs --dither fs or ordered")
     if not images and not use_sample:
@@ -829,7 +838,12 @@ def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette,
                                shared_palette=shared_palette, on_result=on_result,
                                on_stage=on_stage)
     progress.clear()
-    if not quiet and not as_json:
+    if as_json:
+        for job in skipped:
+            click.echo(json.dumps({"input": {"path": str(job.source)}, "kmeans": None,
+                                   "jpeg": None, "skipped": "its outputs exist (--skip-existing)",
+                                   "error": None}))
+    elif not quiet:
         for job in skipped:
             click.echo(f"skipped {job.source}: its outputs exist (--skip-existing)")
         _print_batch_table(results, shared, len(skipped), time.perf_counter() - progress.started)

@@ -168,6 +168,8 @@ def compress_image(pixels, options=Options(), *, palette=None, progress=None):
               "shared_palette": palette is not None,
               "seconds": time.perf_counter() - started,
               **size_stats(len(png), height, width, channels)}
+    if palette is not None:         # no k-means ran for this image: nothing to say about it
+        kmeans.update(distinct_colors=None, steps_run=None, converged=None)
     if options.target_psnr is not None and palette is None:
         reached = q.psnr >= options.target_psnr
         kmeans.update(target_reached=bool(reached), undithered_psnr=q.psnr,

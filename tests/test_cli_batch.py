@@ -138,6 +138,9 @@ def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
     assert result.exit_code == 0, result.output
     for r in lines_of_json(result.stdout):
         assert r["error"] is None and r["kmeans"]["colors"] == 8
+        assert r["kmeans"]["shared_palette"]        # no k-means ran per image: no claims
+        assert r["kmeans"]["steps_run"] is r["kmeans"]["converged"] is None
+        assert r["kmeans"]["distinct_colors"] is None
     with Image.open(work / "m" / "gray_k8.png") as im:     # gray pixels, an RGB palette
         got = np.asarray(im.convert("RGB"))
     hist = api.histogram(kio.read_image(photos[0])) + api.histogram(kio.read_image(gray))
@@ -155,6 +158,12 @@ def test_skip_existing(runner, work, photos):
     assert "p0.png: its outputs exist" in result.stdout
     assert (work / "o" / "p1_k4.png").exists()
     assert (work / "o" / "p0_k4.png").stat().st_mtime_ns == stamp
+    result = run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o", "--skip-existing",
+                 "--json")
+    assert result.exit_code == 0
+    got = {Path(r["input"]["path"]).name: r for r in lines_of_json(result.stdout)}
+    assert set(got) == {"p0.png", "p1.png"}                  # every image has its line
+    assert all(r["error"] is None and "(--skip-existing)" in r["skipped"] for r in got.values())
 
 
 # --------------------------------------------------------------------------
