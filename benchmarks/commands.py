@@ -5,11 +5,13 @@ and each k, every round runs, one after the other (interleaved, so a change of
 load hits all of them alike):
 
 * ``kmeans-fast compress IN -k K --out-dir DIR``: the command at its defaults
-  (JPEG comparison included), and on the PNG also with ``--no-jpeg``;
+  (Oklab, Floyd-Steinberg; JPEG comparison included), and on the PNG also with
+  ``--no-jpeg``, and with ``--plain --no-jpeg`` (undithered k-means);
 * the **floor**: a fresh interpreter that does only what no compressor can skip,
-  :data:`FLOOR_SCRIPT` (import, ``read_image``, ``quantize``, ``encode_png`` of the
-  labels, write the bytes);
-* ``pngquant --nofs K`` on the PNG (when installed);
+  :data:`FLOOR_SCRIPT` (import, ``read_image``, ``quantize`` with the command's
+  colour space and dithering, ``encode_png`` of the labels, write the bytes);
+* ``pngquant --nofs K`` (undithered, against ``--plain``) and ``pngquant K`` (its
+  default dithering, against the defaults) on the PNG (when installed);
 
 and two baselines of memory: the interpreter with the command's modules imported
 (``python -c "import kmeans_fast.cli, kmeans_fast.pipeline"``), and the command
@@ -34,8 +36,11 @@ FLOOR_SCRIPT = """\
 import sys
 from kmeans_fast import io, quantize
 from kmeans_fast.png import encode_png
+from kmeans_fast.pipeline import Options
 image = io.read_image(sys.argv[1])
-q = quantize(image, int(sys.argv[2]), seed=0)
+look = Options()                  # the command's defaults: its colour space and dithering
+q = quantize(image, int(sys.argv[2]), seed=0, space=look.space, dither=look.dither,
+             dither_strength=look.dither_strength)
 with open(sys.argv[3], "wb") as f:
     f.write(encode_png(q.palette, q.labels))
 """
@@ -54,8 +59,9 @@ def floor(path, k, out):
     return [sys.executable, "-c", FLOOR_SCRIPT, str(path), str(k), str(out)]
 
 
-def pngquant(path, k, out):
-    return ["pngquant", "--nofs", "--force", "--output", str(out), str(k), "--", str(path)]
+def pngquant(path, k, out, *, dither=False):
+    return ["pngquant", *([] if dither else ["--nofs"]), "--force", "--output", str(out),
+            str(k), "--", str(path)]
 
 
 def _tiny_png(work):
@@ -79,10 +85,14 @@ def plan(files, ks, out, *, jpeg_inputs=True, no_jpeg=True, with_pngquant=True):
             if ext == ".png" and no_jpeg:
                 runs.append((("command --no-jpeg", label, k), command(path, k, out,
                                                                       jpeg=False)))
+                runs.append((("command --plain --no-jpeg", label, k),
+                             command(path, k, out, jpeg=False, extra=("--plain",))))
             runs.append((("floor", label, k), floor(path, k, out / "floor.png")))
             if ext == ".png" and with_pngquant:
                 runs.append((("pngquant --nofs", label, k), pngquant(path, k,
                                                                      out / "pngquant.png")))
+                runs.append((("pngquant", label, k), pngquant(path, k, out / "pngquant.png",
+                                                              dither=True)))
     return runs
 
 

@@ -473,8 +473,8 @@ def _print_table(report, k, err):
 # --------------------------------------------------------------------------
 SPACES = ("rgb", "oklab")          # api.SPACES
 DITHERS = ("none", "fs", "ordered")  # api.DITHERS
-DEFAULT_SPACE = "rgb"
-DEFAULT_DITHER = "none"
+DEFAULT_SPACE = "oklab"          # pipeline.Options.space: README, How it looks
+DEFAULT_DITHER = "fs"             # pipeline.Options.dither
 
 
 class _FloatRange(click.FloatRange):

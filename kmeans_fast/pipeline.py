@@ -61,8 +61,8 @@ class Options:
     steps: int = api.DEFAULT_STEPS
     init: str = "kmeans++"
     seed: int = 0
-    space: str = "rgb"
-    dither: str = "none"
+    space: str = "oklab"           # the command's defaults (cli.DEFAULT_SPACE, _DITHER)
+    dither: str = "fs"
     dither_strength: float = 1.0
     target_psnr: float = None
     png_level: int = kio.PNG_LEVEL

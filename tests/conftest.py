@@ -10,7 +10,12 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
+from kmeans_fast import cli
 from kmeans_fast.sample import sample_image
+
+# how the command looks by default: a test comparing its output with the library
+# passes these to quantize, fit_palette or dither
+CLI_LOOK = {"space": cli.DEFAULT_SPACE, "dither": cli.DEFAULT_DITHER}
 
 
 def encode(image, ext=".png", params=()):

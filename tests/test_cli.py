@@ -19,7 +19,7 @@ from kmeans_fast import io as kio
 from kmeans_fast.api import DEFAULT_STEPS
 from kmeans_fast.sample import sample_image
 
-from conftest import chunks, digest, encode, ihdr, save
+from conftest import CLI_LOOK, chunks, digest, encode, ihdr, save
 
 FAST = ["--steps", "4"]
 
@@ -78,7 +78,7 @@ def test_png_reads_back_exactly(runner, image_file, rgb, work):
     result = run(runner, "compress", "photo.png", "-k", 6, "--steps", 5, "--seed", 2,
                  "-o", "out.png")
     assert result.exit_code == 0, result.output
-    q = quantize(rgb, 6, steps=5, seed=2)
+    q = quantize(rgb, 6, steps=5, seed=2, **CLI_LOOK)
     data = (work / "out.png").read_bytes()
     assert ihdr(data) == (4, 3)                                  # indexed, 4 bits for 6 colours
     assert len(chunks(data)["PLTE"][0]) == 3 * 6
@@ -99,7 +99,8 @@ def test_gray_input_gives_a_gray_palette(runner, work, rgb):
     assert (plte == plte[:, :1]).all()                           # gray entries
     with Image.open(work / "gray_k4.png") as im:
         back = np.asarray(im.convert("L"))
-    assert np.array_equal(back, quantize(gray, 4, steps=4, seed=0).image()[:, :, 0])
+    assert np.array_equal(back, quantize(gray, 4, steps=4, seed=0,
+                                                **CLI_LOOK).image()[:, :, 0])
 
 
 def test_rgba_keeps_its_alpha(runner, work, rgb):
@@ -111,7 +112,7 @@ def test_rgba_keeps_its_alpha(runner, work, rgb):
     data = (work / "rgba_k5.png").read_bytes()
     assert ihdr(data) == (4, 3) and "tRNS" in chunks(data)
     assert np.array_equal(kio.read_image(work / "rgba_k5.png"),
-                          quantize(rgba, 5, steps=4, seed=0).image())
+                          quantize(rgba, 5, steps=4, seed=0, **CLI_LOOK).image())
     assert report["jpeg"]["psnr"] > 20                           # compared on its colours
 
 

@@ -13,7 +13,8 @@ from kmeans_fast import api, cli
 from kmeans_fast import io as kio
 from kmeans_fast.sample import sample_image
 
-from conftest import chunks, digest, save
+from conftest import CLI_LOOK, chunks, digest, save
+from kmeans_fast.dither import dither
 
 FAST = ["--steps", "4"]
 
@@ -124,7 +125,7 @@ def test_shared_palette(runner, work, photos):
     plte = {chunks((work / "s" / f"p{i}_k8.png").read_bytes())["PLTE"][0] for i in range(3)}
     assert len(plte) == 1                                          # one palette for all
     hist = sum(api.histogram(kio.read_image(p)) for p in photos[:3])
-    fit = api.fit_palette(hist, 8, steps=4, seed=3)
+    fit = api.fit_palette(hist, 8, steps=4, seed=3, space=CLI_LOOK["space"])
     with Image.open(work / "s" / "p0_k8.png") as im:
         got = np.asarray(im.convert("RGB"))
     assert {tuple(c) for c in got.reshape(-1, 3)} <= {tuple(c) for c in fit.palette}
@@ -144,8 +145,9 @@ def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
     with Image.open(work / "m" / "gray_k8.png") as im:     # gray pixels, an RGB palette
         got = np.asarray(im.convert("RGB"))
     hist = api.histogram(kio.read_image(photos[0])) + api.histogram(kio.read_image(gray))
-    fit = api.fit_palette(hist, 8, steps=4, seed=0)
-    labels = api.remap(np.repeat(kio.read_image(gray)[:, :, None], 3, axis=2), fit.palette)
+    fit = api.fit_palette(hist, 8, steps=4, seed=0, space=CLI_LOOK["space"])
+    labels = dither(np.repeat(kio.read_image(gray)[:, :, None], 3, axis=2), fit.palette,
+                    method=CLI_LOOK["dither"], space=CLI_LOOK["space"])
     assert np.array_equal(got, fit.palette[labels])
 
 
@@ -176,8 +178,9 @@ def test_psnr_target_takes_the_fewest_colours(runner, work, image_file):
     k = km["colors"]
     assert km["target_reached"] and km["undithered_psnr"] >= 30 and k in km["colors_tried"]
     image = kio.read_image(image_file)
-    assert api.quantize(image, k, steps=4, seed=0).psnr >= 30
-    assert api.quantize(image, k - 1, steps=4, seed=0).psnr < 30   # one fewer falls short
+    space = CLI_LOOK["space"]                   # the search is undithered, in the space used
+    assert api.quantize(image, k, steps=4, seed=0, space=space).psnr >= 30
+    assert api.quantize(image, k - 1, steps=4, seed=0, space=space).psnr < 30  # one fewer: short
 
 
 def test_psnr_target_out_of_reach_uses_the_most(runner, work, image_file):
@@ -207,13 +210,24 @@ def test_optimize_is_smaller_and_exact(runner, work, image_file):
 
 
 def test_space_is_used_and_reported(runner, work, image_file):
-    report = json.loads(run(runner, "photo.png", "-k", 8, *FAST, "--space", "oklab",
-                            "--json", "--no-jpeg").stdout)
-    assert report["kmeans"]["space"] == "oklab"
     image = kio.read_image(image_file)
-    q = api.quantize(image, 8, steps=4, seed=0, space="oklab")
+    for space in ("rgb", "oklab"):
+        report = json.loads(run(runner, "photo.png", "-k", 8, *FAST, "--space", space,
+                                "--json", "--no-jpeg", "-o", f"{space}.png").stdout)
+        assert report["kmeans"]["space"] == space
+        q = api.quantize(image, 8, steps=4, seed=0, space=space, dither=CLI_LOOK["dither"])
+        with Image.open(work / f"{space}.png") as im:
+            assert np.array_equal(np.asarray(im.convert("RGB")), q.image())
+
+
+def test_plain_is_undithered_rgb_k_means(runner, work, image_file):
+    report = json.loads(run(runner, "photo.png", "-k", 8, *FAST, "--plain", "--json",
+                            "--no-jpeg").stdout)
+    assert report["kmeans"]["space"] == "rgb" and report["kmeans"]["dither"] == "none"
+    q = api.quantize(kio.read_image(image_file), 8, steps=4, seed=0)    # the library's defaults
     with Image.open(work / "photo_k8.png") as im:
-        assert np.array_equal(np.asarray(im.convert("RGB")), q.image())
+        assert np.array_equal(np.asarray(im), q.labels)
+        assert np.array_equal(np.asarray(im.getpalette(), np.uint8).reshape(-1, 3), q.palette)
 
 
 @pytest.mark.parametrize("args, words", [
@@ -222,7 +236,10 @@ def test_space_is_used_and_reported(runner, work, image_file):
     (["--psnr", 0], "'--psnr'"),
     (["--space", "lab"], "'--space'"),
     (["--dither", "floyd"], "'--dither'"),
-    (["--dither-strength", 0.5], "--dither fs or ordered"),
+    (["--dither", "none", "--dither-strength", 0.5], "--dither fs or ordered"),
+    (["--plain", "--dither-strength", 0.5], "--dither fs or ordered"),
+    (["--plain", "--dither", "fs"], "--plain means --space rgb --dither none: drop --dither"),
+    (["--plain", "--space", "oklab"], "--plain means --space rgb --dither none: drop --space"),
 ])
 def test_bad_look_options(runner, work, image_file, args, words):
     result = run(runner, "photo.png", *args)

@@ -26,7 +26,7 @@ import kmeans_fast.io
 from kmeans_fast import cli, quantize
 from kmeans_fast import io as kio
 
-from conftest import chunks, save
+from conftest import CLI_LOOK, chunks, save
 from test_io_hardening import jpeg_claiming, png_claiming
 
 FAST = ["--steps", "3"]
@@ -65,7 +65,7 @@ def test_dash_writes_the_png_to_stdout_and_the_report_to_stderr(runner, image_fi
     assert result.exit_code == 0, result.output
     png = result.stdout_bytes
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    q = quantize(rgb, 4, steps=3, seed=0)
+    q = quantize(rgb, 4, steps=3, seed=0, **CLI_LOOK)
     with Image.open(pyio.BytesIO(png)) as im:
         assert np.array_equal(np.asarray(im), q.labels)
     assert "k-means PNG" in result.stderr and "the PNG to standard output" in result.stderr
@@ -428,7 +428,7 @@ def test_opaque_rgba_gets_no_trns_chunk(runner, work, rgb):
     assert result.exit_code == 0
     data = (work / "opaque_k5.png").read_bytes()
     assert "tRNS" not in chunks(data)
-    q = quantize(rgba, 5, steps=3, seed=0)
+    q = quantize(rgba, 5, steps=3, seed=0, **CLI_LOOK)
     assert np.array_equal(kio.read_image(work / "opaque_k5.png"), q.image()[:, :, :3])
 
 

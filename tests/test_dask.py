@@ -30,7 +30,7 @@ from kmeans_fast import io as kio  # noqa: E402
 from kmeans_fast.png import encode_png  # noqa: E402
 from kmeans_fast.sample import sample_image  # noqa: E402
 
-from conftest import digest, save  # noqa: E402
+from conftest import CLI_LOOK, digest, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:   # benchmarks/ is a folder of the repository, not installed
@@ -281,7 +281,7 @@ def test_compress_files_starts_and_closes_its_own_cluster(work, photos):
     results = kd.compress_files(photos[0], "own", 3, steps=2, jpeg=False, workers=1)
     assert [r.ok for r in results] == [True]
     assert os.listdir(work / "own") == ["p0_k3.png"]
-    q = api.quantize(kio.read_image(photos[0]), 3, steps=2, seed=0)
+    q = api.quantize(kio.read_image(photos[0]), 3, steps=2, seed=0, **CLI_LOOK)
     assert np.array_equal(np.asarray(Image.open(work / "own" / "p0_k3.png").convert("RGB")),
                           q.palette[q.labels])
     assert kd._active_client() is scheduler              # the default client is untouched
