@@ -445,9 +445,14 @@ def test_quality_tiny_run_scores_every_method_on_every_kind(quality_tiny):
 def test_quality_tiny_run_times_the_whole_command(quality_tiny):
     _, results = quality_tiny
     runs = {r["method"]: r for r in results["commands"]["runs"]}
-    kf = runs[quality.KF_DEFAULTS]
-    assert kf["status"] == "ok", kf.get("reason")
-    assert kf["median_s"] > kf["inner_s"] > 0 and kf["bytes"] > 0 and 10 < kf["psnr"] < 60
+    assert [k for k in runs if k.startswith(quality.KF_DEFAULTS)] == \
+        [quality.kf_key(o) for o in quality.KF_SETTINGS[:2]]        # the tiny run's two
+    for key in (quality.KF_DEFAULTS, quality.kf_key(dict(space="rgb", dither="none"))):
+        kf = runs[key]
+        assert kf["status"] == "ok", kf.get("reason")
+        assert kf["median_s"] > kf["inner_s"] > 0 and kf["bytes"] > 0 and 10 < kf["psnr"] < 60
+    # the command's defaults dither (lower PSNR, more bytes than --space rgb --dither none)
+    assert runs[quality.KF_DEFAULTS]["bytes"] > runs["kf-rgb-none"]["bytes"]
     for key in ("pngquant-nofs", "pngquant"):
         expected = "ok" if quality.shutil.which("pngquant") else "not installed"
         assert runs[key]["status"] == expected
