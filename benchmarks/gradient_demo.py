@@ -5,7 +5,8 @@
 
 Four panels with labels: the original (the ``sky_dusk`` image of
 :mod:`benchmarks.quality_images`), plain k-means (kmeans-fast at its defaults),
-kmeans-fast dithered (``quantize(..., dither="fs")``; a placeholder panel that
+kmeans-fast as the command runs by default (``quantize(..., space="oklab",
+dither="fs")``; a placeholder panel that
 says "not available" until the option exists) and libimagequant at dithering
 1.0, which is what ``pngquant`` does by default (or ``pngquant`` itself when the
 ``imagequant`` package is missing).  The picture is kept under 300 KB.
@@ -51,7 +52,7 @@ def kmeans_dithered(image, k):
     if missing_options({"dither": "fs"}):
         return None
     from kmeans_fast import quantize
-    return quantize(image, k, seed=0, dither="fs").image()
+    return quantize(image, k, seed=0, space="oklab", dither="fs").image()
 
 
 def pngquant_style(image, k):
@@ -88,8 +89,8 @@ def panels(k=16, megapixels=PANEL_MP):
     label, peer = pngquant_style(image, k)
     return [
         ("original", image),
-        (f"k-means, k={k}, no dithering", kmeans_plain(image, k)),
-        (f"kmeans-fast dither=fs, k={k}",
+        (f"kmeans-fast --plain, k={k}", kmeans_plain(image, k)),
+        (f"kmeans-fast (Oklab, FS: the default), k={k}",
          dithered if dithered is not None
          else _placeholder(image.shape, "kmeans-fast dither=fs:\nnot available yet")),
         (f"{label}, k={k}",

@@ -441,8 +441,14 @@ def _summary(km, k):
                "all kept exactly"
     if km["steps"] == 0:
         return f"{head}; no k-means step run (--steps 0): the initial colours"
-    state = "converged" if km["converged"] else "not converged (raise --steps?)"
-    return f"{head}, {km['steps_run']} of {_plural(km['steps'], 'step')} run, {state}"
+    state = ("converged" if km["converged"]
+             else "the limit (more --steps would refine the colours a little)")
+    line = f"{head}, {km['steps_run']} of {_plural(km['steps'], 'step')} run, {state}"
+    if km.get("target_reached"):
+        line += (f"; the fewest colours reaching PSNR {km['target_psnr']:g} dB undithered "
+                 f"({km['undithered_psnr']:.2f}), of {', '.join(map(str, km['colors_tried']))} "
+                 "tried")
+    return line
 
 
 def _print_table(report, k, err):
@@ -744,7 +750,8 @@ def _notes(report):
     km, notes = report["kmeans"], []
     if km["bit_depth"] is None:
         notes.append(f"{km['colors']} colours do not fit a PNG palette (at most "
-                     f"{PALETTE_MAX}): the PNG is truecolour")
+                     f"{PALETTE_MAX}): the PNG is truecolour (-k {PALETTE_MAX} or fewer "
+                     "for an indexed PNG)")
     if km.get("target_reached") is False:
         notes.append(f"no palette of at most {km['colors']} colours reaches "
                      f"PSNR {km['target_psnr']:g} dB (undithered: {km['undithered_psnr']:.2f}"

@@ -181,6 +181,10 @@ def test_psnr_target_takes_the_fewest_colours(runner, work, image_file):
     space = CLI_LOOK["space"]                   # the search is undithered, in the space used
     assert api.quantize(image, k, steps=4, seed=0, space=space).psnr >= 30
     assert api.quantize(image, k - 1, steps=4, seed=0, space=space).psnr < 30  # one fewer: short
+    text = run(runner, "photo.png", "-k", 64, *FAST, "--psnr", 30, "--no-jpeg",
+               "-o", "text.png").stdout                 # the table's summary says the same
+    assert (f"the fewest colours reaching PSNR 30 dB undithered ({km['undithered_psnr']:.2f}), "
+            f"of {', '.join(map(str, km['colors_tried']))} tried") in text
 
 
 def test_psnr_target_out_of_reach_uses_the_most(runner, work, image_file):
