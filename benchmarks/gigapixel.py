@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .system import peak_rss_bytes as peak_rss, reset_peak_rss   # run on every worker too
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "gigapixel"
 RESULTS = HERE / "results"
@@ -153,37 +155,6 @@ def _folder_bytes(path):
 # --------------------------------------------------------------------------
 # memory and stages
 # --------------------------------------------------------------------------
-def _status_bytes(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss():
-    """This process's peak resident memory (VmHWM) since start or the last reset."""
-    peak = _status_bytes("VmHWM")
-    if peak is None:
-        import resource
-        scale = 1 if sys.platform == "darwin" else 1024
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    return peak
-
-
-def reset_peak_rss():
-    """Reset the peak to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class Stages:
     """Times each stage and records the peak memory of every worker and of this process."""
 
