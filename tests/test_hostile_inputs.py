@@ -1,4 +1,4 @@
-"""Hostile inputs found by a review (break2), and tests for planted bugs that
+"""Hostile inputs found by a second review, and tests for planted bugs that
 the other test files let through."""
 
 import os
