@@ -95,7 +95,7 @@ class _Phases:
 def _kmeans_fast(backend, method, defaults=False):
     def prepare(image, k, steps, centres, seed, kf_init="random"):
         from kmeans_fast import quantize
-        if defaults:   # what the command runs: quantize(image, k), k-means++, its steps
+        if defaults:   # quantize(image, k): k-means++, its steps (the command with --plain)
             args = dict(seed=seed)
         else:
             args = dict(steps=steps, method=method, tol=0.0,
@@ -209,7 +209,7 @@ def _kf(key, label, backend, method, threads):
 
 
 METHODS = {m.key: m for m in (
-    Method("numba-defaults", "kmeans_fast defaults (what the command runs)", (),
+    Method("numba-defaults", "kmeans_fast defaults (quantize(image, k); the command with --plain)", (),
            "its own: k-means++ (best of 3 greedy seedings on a coreset), up to 30 steps "
            "until converged; quantize(image, k, seed=seed)",
            _kmeans_fast("numba", "auto", defaults=True), _numba_threads, backend="numba",
