@@ -38,7 +38,6 @@ import functools
 import json
 import math
 import os
-import platform
 import shutil
 import struct
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .system import cpu_model, total_memory_bytes, versions
 from .system import peak_rss_bytes as peak_rss, reset_peak_rss   # run on every worker too
 
 HERE = Path(__file__).resolve().parent
@@ -329,15 +329,8 @@ def _load():
 
 
 def _versions():
-    from importlib import metadata
-    out = {"python": platform.python_version()}
-    for dist in ("kmeans_fast", "numpy", "numba", "dask", "distributed", "zarr",
-                 "opencv-python-headless", "zlib-ng"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return versions(("kmeans_fast", "numpy", "numba", "dask", "distributed", "zarr",
+                     "opencv-python-headless", "zlib-ng"))
 
 
 @contextlib.contextmanager
@@ -416,28 +409,11 @@ def run_demo(*, height, width, k=K, tile=TILE, chunks=CHUNKS, seed=0, work=WORK,
         result["workers_restarted"] = stages.restarted()
         result["stages"] = stages.records
     result["load_end"] = _load()
-    result["machine"] = {"cpu": _cpu(), "cores": os.cpu_count(),
-                         "memory_gb": _total_memory() / 1e9 if _total_memory() else None,
+    memory = total_memory_bytes()
+    result["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(),
+                         "memory_gb": memory / 1e9 if memory else None,
                          "versions": _versions()}
     return result
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _total_memory():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _mb(value):

@@ -55,7 +55,7 @@ import numpy as np
 from .measure import timed
 from .quality_images import KINDS, quality_images, selection
 from .report import seconds as fmt_seconds
-from .system import machine
+from .system import load_1min, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -812,13 +812,6 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _load():
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def _tool_versions():
     out = {}
     try:
@@ -881,7 +874,7 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
             raise SystemExit("the study scores with the ssimulacra2 package: "
                              "pip install '.[bench]' (or run with --no-ssimulacra2)")
         ssimulacra2 = False                     # the tests' run: PSNR, bytes and times only
-    started, load_start = time.perf_counter(), _load()
+    started, load_start = time.perf_counter(), load_1min()
     methods = all_methods()
     if method_keys:
         unknown = [k for k in method_keys if k not in {m.key for m in methods}]
@@ -931,7 +924,7 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
         suite="kmeans_fast quality study", format=2,
         command=f"python -m benchmarks.quality {argv_text}".strip(),
         date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        duration_s=time.perf_counter() - started, load_start=load_start, load_end=_load(),
+        duration_s=time.perf_counter() - started, load_start=load_start, load_end=load_1min(),
         mode=asdict(mode), seed=seed, default_steps=DEFAULT_STEPS,
         machine=machine(), numba_threads=numba.get_num_threads(), tools=_tool_versions(),
         jobs=jobs, ssimulacra2=ssimulacra2,

@@ -266,13 +266,6 @@ def _batch(workers, mode, work, seed):
     return out
 
 
-def _load():
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def _kf_init_text(kf_init, seed):
     if kf_init == "shared":
         return "the shared centres (init=array)"
@@ -376,7 +369,7 @@ def main(argv=None):
         methods = ()
 
     started = time.perf_counter()
-    load_start = _load()
+    load_start = system.load_1min()
     kf_init = args.kf_init
     _log(f"mode {mode.name}; sections {', '.join(mode.sections)}; kmeans_fast init: "
          f"{kf_init}; work folder {args.work}; results to {out}")
@@ -406,7 +399,7 @@ def main(argv=None):
                      ("commands", lambda: _commands(workers, mode, images, args.work, args)),
                      ("batch", lambda: _batch(workers, mode, args.work, args.seed))):
         if name in mode.sections:
-            loads[name] = _load()
+            loads[name] = system.load_1min()
             done[name] = fn()
         else:
             done[name] = _not_run()
@@ -423,7 +416,7 @@ def main(argv=None):
                          init=m.init if (m.peer or m.defaults)
                          else _kf_init_text(kf_init, args.seed))
                  for k, m in METHODS.items() if k in methods},
-        load_start=load_start, load_end=_load(),
+        load_start=load_start, load_end=system.load_1min(),
         images=[im.to_dict() for im in images],
         loads=loads, compile=compile_times, runs=runs, **done)
     results["duration_s"] = time.perf_counter() - started

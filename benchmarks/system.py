@@ -75,9 +75,17 @@ def total_memory_bytes():
         return None
 
 
-def versions():
+def load_1min():
+    """The 1-minute load average, rounded, or None where the system has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def versions(dists=VERSIONED):
     found = {"python": platform.python_version()}
-    for dist in VERSIONED:
+    for dist in dists:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
