@@ -107,6 +107,7 @@ def _init_worker(threads):
     # the parent stops the batch on Ctrl-C and ends the workers with SIGTERM,
     # which kmeans_fast.io turns into a clean exit while it writes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kio.return_freed_memory()   # as the command does (a spawned process starts anew)
     import numba
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 

@@ -582,6 +582,7 @@ def compress(ctx, images, colors, steps, init, seed, space, dither, plain, dithe
     a terminal, it asks for the image, the number of colours and the steps.
     """
     from . import io as kio     # the library: imported now, not at start-up (see _Group)
+    kio.return_freed_memory()   # image-sized temporaries go back to the OS when freed
 
     def given(name):
         return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT

@@ -25,6 +25,7 @@ is wrong and what to do.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import io
 import os
@@ -46,9 +47,9 @@ from PIL import Image
 
 __all__ = ["ImageIOError", "Interrupted", "MultiFrameWarning", "PALETTE_MAX", "JPEG_QUALITY",
            "DEFAULT_MAX_PIXELS", "read_image", "decode_image", "image_header",
-           "memory_needed", "available_memory", "check_output", "palette_bit_depth",
-           "png_bytes", "write_png", "encode_jpeg", "jpeg_for_size", "write_bytes",
-           "write_files"]
+           "memory_needed", "available_memory", "return_freed_memory", "check_output",
+           "palette_bit_depth", "png_bytes", "write_png", "encode_jpeg", "jpeg_for_size",
+           "write_bytes", "write_files"]
 
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 JPEG_QUALITY = 95           # OpenCV's default JPEG quality
@@ -365,6 +366,35 @@ def available_memory():
             found.append(max(0, cap - used))
     found = [x for x in found if x is not None]
     return min(found) if found else None
+
+
+_M_MMAP_THRESHOLD = -3      # glibc's mallopt() parameter
+MMAP_THRESHOLD = 1 << 20    # blocks this big or bigger: straight from (and back to) the OS
+
+
+def return_freed_memory():
+    """Make this process's C allocator give large freed blocks back to the OS at once.
+
+    glibc raises its mmap threshold each time a large block is freed (up to
+    32 MiB), so later image-sized temporaries (labels, bands, buffers) come
+    from its heap and stay there, freed but resident, under the next stage's
+    arrays: about 90 MB more peak memory on a 24 MP photo.  A fixed threshold
+    (:data:`MMAP_THRESHOLD`) keeps every block of 1 MiB or more mapped on its
+    own, returned when freed.  Process-wide, so the command calls it (and its
+    batch workers), not the library.  Does nothing on other C libraries.
+
+    Returns
+    -------
+    bool
+        Whether the threshold was set (glibc only).
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):     # not glibc
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 def _opencv_limit(name, default):
