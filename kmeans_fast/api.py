@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,10 +251,25 @@ class Histogram:
 
     @classmethod
     def load(cls, path):
-        """Read a histogram written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != "kmeans_fast.Histogram/1":
-                raise ValueError(f"'{path}' is not a kmeans_fast histogram file")
+        """Read a histogram written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not one that :meth:`save` wrote (OSError when it
+            cannot be read at all).
+        """
+        wrong = f"'{path}' is not a kmeans_fast histogram file (made by Histogram.save)"
+        try:
+            data = np.load(Path(path), allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile):   # numpy's "pickled data", a cut file
+            raise ValueError(wrong) from None
+        if not isinstance(data, np.lib.npyio.NpzFile):      # a plain .npy array
+            raise ValueError(wrong)
+        with data:
+            if (not {"format", "colours", "counts"} <= set(data.files)
+                    or str(data["format"]) != "kmeans_fast.Histogram/1"):
+                raise ValueError(wrong)
             return cls(data["colours"], data["counts"])
 
 

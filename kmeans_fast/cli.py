@@ -192,13 +192,34 @@ def _standard_streams():
             sys.stderr = saved
 
 
+@contextlib.contextmanager
+def _parsing(args):
+    """While arguments are parsed: --help and --version print then, and a
+    standard output that fails (a full disk) is one line, not a traceback."""
+    version = "--version" in (args or ())       # before parsing consumes the list
+    try:
+        yield
+    except OSError as e:
+        _stdout_failed(e, "the version" if version else "the help")
+
+
+class _Command(click.Command):
+    """A command whose --help output failing is one line (see :func:`_parsing`)."""
+
+    def make_context(self, info_name, args, *more, **kwargs):
+        with _parsing(args):
+            return super().make_context(info_name, args, *more, **kwargs)
+
+
 class _Group(click.Group):
     """A click group whose usage errors, its commands' included, print as one
     line, and which ends on Ctrl-C (and on signals while writing) with one line."""
 
-    def make_context(self, *args, **kwargs):
-        with _one_line_errors():
-            return super().make_context(*args, **kwargs)
+    command_class = _Command
+
+    def make_context(self, info_name, args, *more, **kwargs):
+        with _one_line_errors(), _parsing(args):
+            return super().make_context(info_name, args, *more, **kwargs)
 
     def invoke(self, ctx):
         with _one_line_errors():

@@ -212,3 +212,17 @@ def test_full_stdout_is_one_line_and_exit_1(work, rgb):
     assert done.returncode == 1
     assert one_line(done.stderr) == ("Error: cannot write the PNG to standard output: "
                                      "No space left on device\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args, what", [(["--help"], "the help"),
+                                        (["compress", "--help"], "the help"),
+                                        (["--version"], "the version")])
+def test_help_and_version_to_a_full_stdout(work, args, what):
+    """--help and --version print while click parses: still one line, exit 1."""
+    with open("/dev/full", "wb") as full:
+        done = run([sys.executable, "-m", "kmeans_fast", *args], work, stdout=full, text=True,
+                   stderr=subprocess.PIPE)
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (f"Error: cannot write {what} to standard output: "
+                                     "No space left on device\n")

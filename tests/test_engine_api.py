@@ -205,8 +205,12 @@ def test_histogram_type(tmp_path):
     h.save(tmp_path / "h.npz")
     assert api.Histogram.load(tmp_path / "h.npz") == h
     np.savez(tmp_path / "other.npz", colours=h.colours)
-    with pytest.raises(ValueError, match="not a kmeans_fast histogram"):
-        api.Histogram.load(tmp_path / "other.npz")
+    np.save(tmp_path / "array.npy", h.counts)
+    (tmp_path / "text.npz").write_text("colours\n")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "h.npz").read_bytes()[:60])
+    for name in ("other.npz", "array.npy", "text.npz", "cut.npz"):
+        with pytest.raises(ValueError, match="is not a kmeans_fast histogram file"):
+            api.Histogram.load(tmp_path / name)
     merged = api.Histogram.from_arrays(np.concatenate([h.colours, h.colours[::-1]]),
                                        np.concatenate([h.counts, h.counts[::-1]]))
     assert merged == h + h
