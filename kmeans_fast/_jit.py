@@ -32,6 +32,10 @@ Numba keys each entry by the source file's content hash, the Python version and
 the CPU.  When that folder cannot be written, kernels cache into a private
 temporary folder removed at exit (no persistent caching, never site-packages).
 
+Each sub-folder records the package folder it serves (``package.txt``); when a
+copy first caches, the sub-folders of copies whose folder is gone (a removed
+virtual environment, an uninstalled package) are deleted (:func:`prune`).
+
 A locator registered this way covers every kernel of the package, converted to
 ``._jit.njit`` or not: the registration happens when ``kmeans_fast`` is
 imported, before any kernel module is.  Set ``NUMBA_CACHE_LOCATOR_CLASSES`` to
@@ -50,6 +54,7 @@ import contextlib
 import hashlib
 import inspect
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -59,7 +64,7 @@ import numba
 from numba import prange
 from numba.core import config, event
 
-__all__ = ["njit", "prange", "cache_dir", "first_run_note", "ENV_VAR"]
+__all__ = ["njit", "prange", "cache_dir", "prune", "first_run_note", "ENV_VAR"]
 
 ENV_VAR = "KMEANS_FAST_CACHE_DIR"
 _PACKAGE_DIR = os.path.normcase(os.path.dirname(os.path.abspath(__file__)))
@@ -111,6 +116,61 @@ def cache_dir():
     return os.path.join(cache_root(), _subfolder())
 
 
+_MARKER = "package.txt"       # in each sub-folder: the package folder it serves
+_SUBFOLDER = re.compile(r"kmeans_fast-[0-9a-f]{16}-numba[0-9A-Za-z.+_-]+")
+_claimed = []
+_claim_lock = threading.Lock()
+
+
+def prune(root=None):
+    """Delete the cache sub-folders of kmeans_fast copies that no longer exist.
+
+    A sub-folder (named as :func:`cache_dir` names them) whose ``package.txt``
+    names a folder that is gone belongs to a removed copy; sub-folders without
+    that file (made by older versions) and anything else in ``root`` are kept.
+
+    Returns
+    -------
+    list of str
+        The sub-folders deleted.
+    """
+    root = cache_root() if root is None else root
+    gone = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return gone
+    for name in names:
+        if not _SUBFOLDER.fullmatch(name):     # only our own sub-folders, whatever else is there
+            continue
+        folder = os.path.join(root, name)
+        try:
+            with open(os.path.join(folder, _MARKER), encoding="utf-8") as f:
+                package = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if package and not os.path.isdir(package):
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+    return gone
+
+
+def _claim(folder):
+    """Record which copy ``folder`` serves and, once a process, prune the others'."""
+    marker = os.path.join(folder, _MARKER)
+    with _claim_lock:
+        if _claimed:
+            return
+        _claimed.append(folder)
+    try:
+        if not os.path.exists(marker):
+            with open(marker, "w", encoding="utf-8") as f:
+                f.write(_PACKAGE_DIR + "\n")
+        prune(os.path.dirname(folder))
+    except OSError:                     # caching still works without the record
+        pass
+
+
 def _is_ours(path):
     return os.path.normcase(os.path.abspath(path)).startswith(_PACKAGE_DIR + os.sep)
 
@@ -146,16 +206,19 @@ try:
         def from_function(cls, py_func, py_file):
             if not (os.path.exists(py_file) and _is_ours(py_file)):
                 return None             # not ours: Numba's own locators decide
-            for folder in (cache_dir, lambda: os.path.join(_temp_root(), _subfolder())):
+            for persistent, folder in ((True, cache_dir),
+                                       (False, lambda: os.path.join(_temp_root(), _subfolder()))):
                 folder = folder()
                 if not os.path.isabs(folder):   # no home folder: "~" stayed as it was
                     continue
                 self = cls(py_func, py_file, folder)
                 try:
                     self.ensure_cache_path()
-                    return self
                 except OSError:         # not writable: try the next folder
                     continue
+                if persistent:
+                    _claim(folder)
+                return self
             return None
 
     _impl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl")

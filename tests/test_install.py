@@ -115,6 +115,37 @@ def test_copies_and_numba_versions_get_their_own_folders():
     assert one.startswith("kmeans_fast-") and one.endswith(f"-numba{numba.__version__}")
 
 
+def _cache_folder(root, package, marker=True):
+    folder = root / _jit._subfolder(str(package))
+    folder.mkdir(parents=True)
+    (folder / "kernel.nbi").write_bytes(b"index")
+    if marker:
+        (folder / "package.txt").write_text(f"{package}\n")
+    return folder
+
+
+def test_caches_of_removed_copies_are_pruned(tmp_path):
+    root = tmp_path / "cache"
+    live = _cache_folder(root, PACKAGE)
+    gone = _cache_folder(root, tmp_path / "removed-venv" / "kmeans_fast")
+    older = _cache_folder(root, tmp_path / "older" / "kmeans_fast", marker=False)
+    stranger = root / "notes"                   # not a cache sub-folder: never touched
+    stranger.mkdir()
+    (stranger / "package.txt").write_text(str(tmp_path / "nowhere"))
+    assert _jit.prune(root) == [str(gone)]
+    assert not gone.exists()
+    assert live.is_dir() and older.is_dir() and stranger.is_dir()
+    assert _jit.prune(root) == []
+
+
+def test_first_cache_of_a_process_records_its_copy_and_prunes(tmp_path, monkeypatch):
+    monkeypatch.setattr(_jit, "_claimed", [])
+    gone = _cache_folder(tmp_path, tmp_path / "removed-venv" / "kmeans_fast")
+    path = _locate(monkeypatch, KMEANS_FAST_CACHE_DIR=tmp_path)
+    assert (path / "package.txt").read_text().strip() == os.path.normcase(str(PACKAGE))
+    assert not gone.exists()
+
+
 # --------------------------------------------------------------------------
 # First-run note
 # --------------------------------------------------------------------------
