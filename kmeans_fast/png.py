@@ -8,16 +8,25 @@ above) several times faster, and usually smaller:
   for truecolour) is one parallel Numba pass over fixed row shares
   (:mod:`kmeans_fast._png_kernels`), which also checks that every label is
   below k.
-* **Row filter**: always "None".  Quantized images repeat exact values, which
-  deflate's matches catch directly; the other filters and the adaptive
-  minimum-sum heuristic (libpng's, and Pillow's) turn those repeats into less
-  regular differences.  On 24 MP photo-like images at k = 16, 64 and 256 the
-  adaptive choice made the compressed data 30%, 81% and 41% larger than None
-  (39% for truecolour at k = 1000), and the best single other filter 4-32%
-  larger, whether the palette was kept as quantized or sorted by luma or by
-  frequency; with None, those palette orders changed the size by 0.1% at most,
-  so the palette keeps its order (``python -m benchmarks.png_encode
-  --alternatives``).
+* **Row filter**: "None", except "Up" for a row that repeats the row above.
+  Quantized images repeat exact values, which deflate's matches catch
+  directly; the other filters and the adaptive minimum-sum heuristic (libpng's,
+  and Pillow's) turn those repeats into less regular differences.  On 24 MP
+  photo-like images at k = 16, 64 and 256 the adaptive choice made the
+  compressed data 30%, 81% and 41% larger than None (39% for truecolour at
+  k = 1000), and the best single other filter 4-32% larger (12-15% at level 5
+  and 8 bits), whether the palette was kept as quantized or sorted by luma or
+  by frequency; with None, those palette orders changed the size by 0.1% at
+  most, so the palette keeps its order (``python -m benchmarks.png_encode
+  --alternatives``).  A row whose labels equal the row above's is the
+  exception: under None deflate codes it as matches one row back, each
+  carrying a long distance's extra bits (10-13 for rows of 2-32 KB) per 258
+  bytes, while Up turns it into zeros, matched at distance 1 with none.  On
+  a 6 MP horizontal gradient (every row the same) that took the file from
+  1.8-3.7x Pillow's size to 0.32-1.02x (k = 16-256), and made a UI-like
+  graphic 4% and a logo 1-3% smaller; photos have no such rows.  A repeated
+  row of one value throughout stays None: it is as short either way, and on a
+  vertical gradient Up made the file 1-7% larger.
 * **Deflate**: zlib-ng, in fixed pieces of :data:`PIECE_SIZE` bytes of
   scanline data compressed on parallel threads, joined as pigz joins them:
   each piece starts with the 32 KiB that precede it as its dictionary (so
@@ -60,27 +69,33 @@ PNG_MAX_SIDE = 2**31 - 1    # the largest width or height PNG allows
 PIECE_SIZE = 1 << 18        # bytes of scanline data per independently compressed piece
 _PARALLEL_MIN = 1 << 16     # labels below which a band is packed on one thread
 _BAND_BYTES = 1 << 21       # scanline bytes encode_png packs at a time
-DEFAULT_LEVEL = 6
+DEFAULT_LEVEL = 5
 
 LEVELS = {
     0: "no compression (stored blocks): fastest, larger than the raw scanlines",
-    1: "'quick': static Huffman codes, very fast, but 1.4-2.2x Pillow's size",
-    2: "'fast': greedy matching, hash chains of 4",
-    3: "'medium': lazy matching, chains of 6; 0.86-1.22x Pillow's size",
-    4: "'medium', chains of 24",
-    5: "'medium', chains of 32; 0.82-1.015x Pillow's size",
-    6: "'medium', chains of 128 (default); 0.81-1.01x Pillow's size",
+    1: "'quick': static Huffman codes, very fast, but 1.4-2.3x Pillow's size",
+    2: "'fast': greedy matching, hash chains of 4; 0.91-1.29x Pillow's size",
+    3: "'medium': lazy matching, chains of 6; 0.86-1.26x Pillow's size",
+    4: "'medium', chains of 24; 0.84-1.05x Pillow's size",
+    5: "'medium', chains of 32 (default); 0.82-1.02x Pillow's size",
+    6: "'medium', chains of 128; 0.81-1.01x Pillow's size, 1.1-1.6x the time of 5",
     7: "'slow': full lazy matching, chains of 256",
     8: "'slow', chains of 1024",
-    9: "'slow', chains of 4096; 0.76-1.0x Pillow's size, 3-10x slower than 6",
+    9: "'slow', chains of 4096; 0.77-1.0x Pillow's size, 3-17x the time of 5",
 }
 """What each ``level`` does: levels are zlib-ng's own levels 0-9.
 
 The strategies and hash-chain lengths are those of zlib-ng 2.3 (its
 ``configuration_table``; they may change between versions, and so may the
 exact bytes).  Sizes are relative to Pillow level 6
-(``kmeans_fast.io.png_bytes``) on 24 MP photo-like images quantized to
-k = 16, 64 and 256 colours.
+(``benchmarks.e2e.pillow_png``, what ``kmeans_fast.io.png_bytes`` used before
+this encoder) on two 24 MP photo-like images (the benchmark's photo and
+``sample_image(4000, 6000)``) quantized to k = 16, 64 and 256 colours; times
+are compression CPU seconds on one thread.  The default, 5, is the fastest
+level within 2% of Pillow's size on all six (level 4 was 4-5% larger at
+k = 64); level 6 takes 1.1-1.6x as long for 0.1-2.7% less.  On 6 MP flat
+graphics (a logo, a map, a diagram, a UI: 36-200 KB files) level 5 gave
+0.85-1.11x Pillow's size and level 6 0.83-1.07x.
 """
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -221,18 +236,23 @@ class _Layout:
             self._tables[dtype] = table
         return self._tables[dtype]
 
-    def pack(self, labels, n_workers):
-        """Scanlines (filter byte + samples) of ``labels``: (h, row_bytes) uint8."""
+    def pack(self, labels, n_workers, first_up=False):
+        """Scanlines (filter byte + samples) of ``labels``: (h, row_bytes) uint8.
+
+        ``first_up``: the first row's labels equal the row above's (the last
+        row of the previous band), so the kernel may write it with the Up
+        filter, as zeros.
+        """
         out = np.empty((labels.shape[0], self.row_bytes), np.uint8)
         serial = labels.size < _PARALLEL_MIN or n_workers == 1
         n_workers = 1 if serial else min(n_workers, labels.shape[0])
         table = self._table(labels.dtype)
         if self.indexed:
             kernel = _k.pack_indexed_serial if serial else _k.pack_indexed
-            tops = kernel(labels, table, self.remap, self.bits, out, n_workers)
+            tops = kernel(labels, table, self.remap, self.bits, first_up, out, n_workers)
         else:
             kernel = _k.pack_truecolour_serial if serial else _k.pack_truecolour
-            tops = kernel(labels, table, out, n_workers)
+            tops = kernel(labels, table, first_up, out, n_workers)
         top = int(tops.max())
         if top >= self.n_colors:
             raise ValueError(f"labels hold {top}: palette indices must be 0..{self.n_colors - 1} "
@@ -394,6 +414,7 @@ class PngWriter:
         self._workers = numba.get_num_threads()
         self.rows_written = 0
         self.bytes_written = 0
+        self._last_row = None           # labels of the last row written
         self._closed = False
         self._write(self._layout.header)
         self._stream = _IdatStream(self._write, level, self._workers)
@@ -426,7 +447,10 @@ class PngWriter:
             raise ValueError(f"{self.rows_written} + {rows} rows pass the image's "
                              f"height={self.height}: write exactly height rows")
         if rows:
-            self._stream.feed(self._layout.pack(band, self._workers).reshape(-1))
+            # the row above the band's first: compared by value (bands may differ in dtype)
+            first_up = self._last_row is not None and np.array_equal(band[0], self._last_row)
+            self._stream.feed(self._layout.pack(band, self._workers, first_up).reshape(-1))
+            self._last_row = band[-1].copy()
             self.rows_written += rows
 
     def close(self):
@@ -514,8 +538,10 @@ def encode_png(palette, labels, *, level=DEFAULT_LEVEL, optimize=False):
     labels : ndarray of shape (H, W), dtype uint8 or uint16
         Palette index of each pixel, < k.
     level : int, optional
-        Compression level, 0 (none, fastest) to 9 (smallest); the default 6
-        gives files about as small as Pillow's level 6.  See :data:`LEVELS`.
+        Compression level, 0 (none, fastest) to 9 (smallest): zlib-ng's
+        levels.  The default 5 gives files within 2% of Pillow's level 6 on
+        photo-like images (0.82-1.02x), in 0.6-0.9x the time of level 6.
+        See :data:`LEVELS`.
     optimize : bool, optional
         Also run :func:`optimize_png` (lossless, smaller, much slower).
 

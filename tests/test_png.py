@@ -113,6 +113,22 @@ def pack_reference(indices, bits):
     return np.packbits(planes.reshape(indices.shape[0], -1), axis=1)
 
 
+def up_rows(labels, first_up=False):
+    """(H,) bool: rows written with the Up filter: equal to the row above, not one value."""
+    same = np.zeros(labels.shape[0], bool)
+    same[1:] = (labels[1:] == labels[:-1]).all(axis=1)
+    same[:1] = first_up
+    return same & (labels != labels[:, :1]).any(axis=1)
+
+
+def scanlines_reference(samples, labels, first_up=False):
+    """Expected scanlines: filter 0 and ``samples``, or filter 2 and zeros for repeated rows."""
+    up = up_rows(labels, first_up)
+    want = np.hstack([np.where(up, 2, 0).astype(np.uint8)[:, None], samples])
+    want[up, 1:] = 0
+    return want
+
+
 def palette_of(k, n_channels, seed=0, alpha=None):
     """k distinct colours (gray: distinct while k <= 256)."""
     rng = np.random.default_rng(seed)
@@ -213,15 +229,53 @@ def test_thin_shapes(shape, k):
 @pytest.mark.parametrize("k", [2, 3, 4, 16])
 @pytest.mark.parametrize("width", range(1, 10))
 def test_bit_packing_and_padding(k, width):
-    """Samples MSB first, padding bits zero, filter bytes 0, at 1, 2 and 4 bits."""
+    """Samples MSB first, padding bits zero, filter 0 (2 on repeated rows), at 1, 2 and 4 bits."""
     palette, labels = palette_of(k, 3), labels_of(k, (5, width), seed=width)
     data = png.encode_png(palette, labels)
     bits = header(data)[2]
     assert bits == {2: 1, 3: 2, 4: 2, 16: 4}[k]
-    lines = scanlines(data)
-    assert (lines[:, 0] == 0).all()
     # PLTE is the palette, in order (no alpha): samples are the labels themselves
-    assert np.array_equal(lines[:, 1:], pack_reference(labels, bits))
+    want = scanlines_reference(pack_reference(labels, bits), labels)
+    assert np.array_equal(scanlines(data), want)
+    assert_decodes_to(data, palette, labels)
+
+
+def repeating_labels(k, shape, seed=3, dtype=None):
+    """Labels with runs of repeated rows, repeated rows of one value, and single rows."""
+    labels = labels_of(k, shape, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    for r in range(1, shape[0]):
+        if rng.random() < 0.6:
+            labels[r] = labels[r - 1]
+    labels[4:7] = labels[4, 0]          # one value throughout, three times
+    labels[8:10] = labels[7]
+    return labels
+
+
+@pytest.mark.parametrize("k, n_channels", [(2, 3), (3, 1), (16, 4), (256, 3), (1000, 4)])
+def test_repeated_rows_are_written_up_as_zeros(k, n_channels):
+    """Filter 2 and zeros on exactly the rows that repeat the row above, unless of one value."""
+    alpha = np.arange(k) % 256 if n_channels == 4 else None       # remapped PLTE, for k <= 256
+    palette, labels = palette_of(k, n_channels, alpha=alpha), repeating_labels(k, (40, 13))
+    up = up_rows(labels)
+    assert up.sum() > 10 and not up[0] and not up[4:7].any()
+    data = png.encode_png(palette, labels)
+    lines = scanlines(data)
+    assert np.array_equal(lines[:, 0], np.where(up, 2, 0))
+    assert (lines[up, 1:] == 0).all()
+    assert_decodes_to(data, palette, labels)
+
+
+def test_horizontal_gradient_is_small():
+    """Every row the same: as Up rows of zeros, under half of zlib -9's size of None rows."""
+    k, height, width = 256, 400, 3000
+    labels = np.broadcast_to((np.arange(width) * k // width).astype(np.uint8), (height, width))
+    palette = palette_of(k, 3)
+    data = png.encode_png(palette, labels)
+    assert (scanlines(data)[1:, 0] == 2).all()
+    none_rows = np.hstack([np.zeros((height, 1), np.uint8), labels])
+    idat = sum(len(p) for p in payloads(data, b"IDAT"))
+    assert 2 * idat < len(zlib.compress(none_rows.tobytes(), 9))
     assert_decodes_to(data, palette, labels)
 
 
@@ -353,6 +407,50 @@ def test_streaming_equals_encode_png(k, n_channels, monkeypatch):
     assert_decodes_to(whole, palette, labels)
 
 
+@pytest.mark.parametrize("k, n_channels", [(4, 3), (256, 1), (1000, 3)])
+def test_streaming_repeated_rows_across_bands(k, n_channels, monkeypatch):
+    """A band's first row is compared with the previous band's last, by value."""
+    monkeypatch.setattr(png, "PIECE_SIZE", 64)
+    palette, labels = palette_of(k, n_channels), repeating_labels(k, (30, 9), seed=k)
+    labels[12:15] = labels[11]
+    whole = png.encode_png(palette, labels)
+    # bands that start on repeated rows, one row, empty, and of a different dtype
+    sizes = [3, 9, 0, 1, 1, 6, 10]
+    assert sum(sizes) == 30
+    bands = [b.astype(np.uint16) if i % 2 else b for i, b in enumerate(bands_of(labels, sizes))]
+    out = io.BytesIO()
+    png.write_png_bands(out, palette, 30, 9, bands)
+    assert out.getvalue() == whole
+    assert_decodes_to(whole, palette, labels)
+
+
+def test_streaming_compares_band_rows_by_value():
+    """A uint16 row holding 300 + i is not the uint8 row holding 44 + i after it."""
+    k, width = 1000, 6
+    palette = palette_of(k, 3)
+    top = np.arange(300, 300 + width, dtype=np.uint16)[None]
+    bottom = (top % 256).astype(np.uint8)
+    labels = np.vstack([top, bottom]).astype(np.uint16)
+    out = io.BytesIO()
+    png.write_png_bands(out, palette, 2, width, [top, bottom])
+    assert out.getvalue() == png.encode_png(palette, labels)
+    assert_decodes_to(out.getvalue(), palette, labels)
+
+
+def test_streaming_rejected_band_is_not_the_row_above():
+    palette = palette_of(4, 3)
+    labels = np.array([[0, 1, 2], [3, 2, 1], [3, 2, 1]], np.uint8)
+    bad = labels[1:2].copy()
+    bad[0, 0] = 4                                   # rejected: holds a label >= k
+    out = io.BytesIO()
+    with png.PngWriter(out, palette, 3, 3) as writer:
+        writer.write_rows(labels[:1])
+        with pytest.raises(ValueError, match="labels hold 4"):     # ends as the next starts
+            writer.write_rows(np.vstack([bad, labels[1:2]]))
+        writer.write_rows(labels[1:])
+    assert out.getvalue() == png.encode_png(palette, labels)
+
+
 def test_streaming_context_manager_and_row_by_row():
     palette, labels = palette_of(17, 3), labels_of(17, (9, 10))
     out = io.BytesIO()
@@ -468,17 +566,40 @@ def test_pack_kernels_at_forced_worker_counts(k):
             out = np.full((13, layout.row_bytes), 77, np.uint8)   # no stale zeros to hide in
             if layout.indexed:
                 kernel = kernels.pack_indexed_serial if serial else kernels.pack_indexed
-                tops = kernel(labels, table, layout.remap, layout.bits, out, n_workers)
+                tops = kernel(labels, table, layout.remap, layout.bits, False, out, n_workers)
             else:
                 kernel = kernels.pack_truecolour_serial if serial else kernels.pack_truecolour
-                tops = kernel(labels, table, out, n_workers)
+                tops = kernel(labels, table, False, out, n_workers)
             assert len(tops) == n_workers and tops.max() == labels.max()
             outs.append(out)
     want = (pack_reference(labels, layout.bits) if layout.indexed
             else palette_of(k, 3)[labels].reshape(13, -1))
     for out in outs:
-        assert (out[:, 0] == 0).all()
-        assert np.array_equal(out[:, 1:], want)
+        assert np.array_equal(out, scanlines_reference(want, labels))
+
+
+@pytest.mark.parametrize("first_up", [False, True])
+@pytest.mark.parametrize("k", [2, 16, 200, 700])
+def test_up_rows_at_share_boundaries(k, first_up):
+    """Every row repeats the one above: each worker's first row must look across its share."""
+    height, width = 14, 11
+    labels = np.broadcast_to(labels_of(k, (1, width), seed=k), (height, width)).copy()
+    layout = png._Layout(palette_of(k, 3), height, width)
+    table = layout._table(labels.dtype)
+    want = (pack_reference(labels, layout.bits) if layout.indexed
+            else palette_of(k, 3)[labels].reshape(height, -1))
+    want = scanlines_reference(want, labels, first_up)
+    assert want[0, 0] == (2 if first_up else 0) and (want[1:, 0] == 2).all()
+    for serial in (False, True):
+        for n_workers in (1, 2, 3, 7):
+            out = np.full((height, layout.row_bytes), 77, np.uint8)
+            if layout.indexed:
+                kernel = kernels.pack_indexed_serial if serial else kernels.pack_indexed
+                kernel(labels, table, layout.remap, layout.bits, first_up, out, n_workers)
+            else:
+                kernel = kernels.pack_truecolour_serial if serial else kernels.pack_truecolour
+                kernel(labels, table, first_up, out, n_workers)
+            assert np.array_equal(out, want), (serial, n_workers)
 
 
 @pytest.mark.parametrize("k, n_channels", [(16, 3), (256, 4), (1000, 3)])
@@ -533,6 +654,7 @@ def test_benchmark_script_runs(capsys):
     argv = ["--size", "24x40", "--k", "4", "300", "--repeats", "1", "--alternatives"]
     assert png_encode.main(argv) == 0
     out = capsys.readouterr().out
-    for text in ("k=4 ", "k=300 ", "Pillow level 6", "encode_png default (level 6)",
-                 "write_png_bands", "optimize=True", "by luma       filter adaptive min-sum"):
+    default = f"encode_png default (level {png.DEFAULT_LEVEL})"
+    for text in ("k=4 ", "k=300 ", "Pillow level 6", default, "write_png_bands",
+                 "optimize=True", "by luma       filter adaptive min-sum"):
         assert text in out
