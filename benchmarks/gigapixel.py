@@ -64,7 +64,7 @@ K = 16
 WORKERS = 2
 MEMORY_LIMIT = "1.5GB"      # per worker (distributed: 1.5e9 bytes)
 NOISE_SIGMA = 1.5           # sensor noise, 8-bit levels (as benchmarks.images)
-PNG_LEVEL = 6
+PNG_LEVEL = 5               # kmeans_fast.io.PNG_LEVEL (the command's default)
 MB = 1e6
 
 

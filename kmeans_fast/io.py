@@ -53,7 +53,7 @@ __all__ = ["ImageIOError", "Interrupted", "MultiFrameWarning", "PALETTE_MAX", "J
 
 PALETTE_MAX = 256           # the most colours an indexed PNG holds
 JPEG_QUALITY = 95           # OpenCV's default JPEG quality
-PNG_LEVEL = 6               # the PNG encoder's default level (kmeans_fast.png)
+PNG_LEVEL = 5               # the PNG encoder's default level (kmeans_fast.png.DEFAULT_LEVEL)
 DEFAULT_MAX_PIXELS = 500_000_000    # 500 MP: above the largest camera photos
 # Memory for an image, in copies of its 8-bit pixels: the decoded image, the
 # decoder's own copy, and what quantizing, encoding and measuring it add (the

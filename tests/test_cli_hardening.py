@@ -25,6 +25,7 @@ import kmeans_fast.api
 import kmeans_fast.io
 from kmeans_fast import cli, quantize
 from kmeans_fast import io as kio
+from kmeans_fast import png
 
 from conftest import CLI_LOOK, chunks, save
 from test_io_hardening import jpeg_claiming, png_claiming
@@ -545,5 +546,5 @@ def test_cli_constants_match_the_library():
     assert cli.MAX_COLORS == kmeans_fast.api.MAX_COLORS
     assert cli.INITS == kmeans_fast.api.INITS
     assert cli.JPEG_QUALITY == kio.JPEG_QUALITY
-    assert cli.PNG_LEVEL == kio.PNG_LEVEL
+    assert cli.PNG_LEVEL == kio.PNG_LEVEL == png.DEFAULT_LEVEL
     assert cli.PALETTE_MAX == kio.PALETTE_MAX
