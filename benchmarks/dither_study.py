@@ -5,7 +5,7 @@ scikit-image and scikit-learn, a generated smooth "sky" and generated flat
 graphics (flat colours, anti-aliased edges; some with a few gradients) onto
 k = 16, 64, 256 colour palettes and scores every result with SSIMULACRA2 (the
 ``ssimulacra2`` package; higher is better) and the size of its indexed PNG
-(``kmeans_fast.io.png_bytes``, zlib level 6, for every method alike).
+(``kmeans_fast.io.png_bytes`` at its default level, for every method alike).
 
 Palettes: space "rgb" uses ``quantize(image, k, seed=0).palette``; space
 "oklab" (the engine's own Oklab k-means is not ready) runs scikit-learn's

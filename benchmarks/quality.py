@@ -367,6 +367,13 @@ def timed_runs(call, repeats, repeat_s):
     return statistics.median(times), out
 
 
+def _png_level():
+    """The level ``kmeans_fast.io.png_bytes`` encodes at (runs before format 2's
+    ``png_level`` field used 6)."""
+    from kmeans_fast import io as kio
+    return kio.PNG_LEVEL
+
+
 def _write_png_rgb(path, image, level=1):
     from PIL import Image
     Image.fromarray(image).save(path, compress_level=level)
@@ -778,7 +785,8 @@ def markdown(results):
              "dithering, median of up to "
              f"{results['mode']['repeats']} runs (pngquant: the whole process).  Bytes: every "
              "method's palette and indices encoded by the same encoder, "
-             "`kmeans_fast.io.png_bytes` (kmeans_fast's own encoder, level 6, smallest bit depth), so sizes "
+             f"`kmeans_fast.io.png_bytes` (kmeans_fast's own encoder, level "
+             f"{results.get('png_level', 6)}, smallest bit depth), so sizes "
              "compare the quantizers, not the encoders." + _ssimulacra2_cost(results), ""]
     lines += _checks(results)
     lines += _median_tables(results)
@@ -925,7 +933,7 @@ def run(mode, *, kinds=None, names=None, size_mp=None, method_keys=None, jobs=No
         command=f"python -m benchmarks.quality {argv_text}".strip(),
         date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         duration_s=time.perf_counter() - started, load_start=load_start, load_end=load_1min(),
-        mode=asdict(mode), seed=seed, default_steps=DEFAULT_STEPS,
+        mode=asdict(mode), seed=seed, default_steps=DEFAULT_STEPS, png_level=_png_level(),
         machine=machine(), numba_threads=numba.get_num_threads(), tools=_tool_versions(),
         jobs=jobs, ssimulacra2=ssimulacra2,
         methods=[dict(key=m.key, label=m.label, about=m.about, options=m.options,
