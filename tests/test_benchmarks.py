@@ -3,13 +3,13 @@
 import importlib.util
 import json
 import math
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import finished
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the repository, not installed
@@ -24,15 +24,10 @@ from benchmarks.runner import MODES, run_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """``python -m benchmarks --tiny`` into a temporary folder (seconds)."""
-    tmp = tmp_path_factory.mktemp("bench")
-    out, work = tmp / "out", tmp / "work"
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out),
-                           "--work", str(work)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done.stderr
+def tiny_run():
+    """``python -m benchmarks --tiny`` into a temporary folder (seconds; started in the
+    background by conftest.py): the output folder and the log."""
+    return finished("tiny_run")
 
 
 def test_tiny_run_writes_results_for_every_method(tiny_run):
@@ -396,11 +391,10 @@ SCORES = importlib.util.find_spec("ssimulacra2") is not None
 
 
 @pytest.fixture(scope="module")
-def quality_tiny(tmp_path_factory):
-    """``python -m benchmarks.quality --tiny``, in this process: one tiny image per kind."""
-    tmp = tmp_path_factory.mktemp("quality")
-    out = tmp / "out"
-    assert quality.main(["--tiny", "--out", str(out), "--work", str(tmp / "work")]) == 0
+def quality_tiny():
+    """``python -m benchmarks.quality --tiny``, one tiny image per kind (started in the
+    background by conftest.py): the output folder and its results."""
+    out, _ = finished("quality_tiny")
     return out, json.loads((out / "quality.json").read_text())
 
 
