@@ -59,13 +59,18 @@ class Mode:
     memory_mp: tuple = ()           # larger photos whose command peak RSS is measured
     batch: tuple = (0, 0, 0, 0, 0)  # (files, width, height, loop sample, rounds)
     sections: tuple = SECTIONS
+    # every method of one (image, k) in one worker process: for the tiny run, whose
+    # point is that every method and section runs and writes results, and where a
+    # process start-up per method would take longer than the methods.  The peak RSS
+    # is then reset between methods rather than each method's process being new.
+    one_worker: bool = False
 
 
 MODES = {
     # what the test suite runs: seconds
     "tiny": Mode("tiny", (0.05,), (16,), 2, 2, 5.0, 60.0, False, 1, png_ks=(16,),
                  busy_repeats=1, command_repeats=1, command_inputs=("PNG",), no_jpeg=False,
-                 batch=(3, 160, 120, 1, 1)),
+                 batch=(3, 160, 120, 1, 1), one_worker=True),
     # about 8 minutes on 2 cores
     "quick": Mode("quick", (1, 4, 24), (16, 256), 10, 3, 4.0, 6.0, True, 1,
                   png_ks=(16, 256), busy_repeats=3, command_repeats=1,
@@ -106,6 +111,12 @@ class Workers:
         self.timeout_s = timeout_s
 
     def __call__(self, kind, *args, env=None, timeout_s=None):
+        """The worker's result: its last JSON line, with status "ok" (or a failed row)."""
+        return self.each(kind, *args, count=1, env=env, timeout_s=timeout_s)[-1]
+
+    def each(self, kind, *args, count, env=None, timeout_s=None):
+        """``count`` results of one worker that prints one JSON line per measurement
+        (``run`` with several methods): those it printed, then failed rows."""
         cmd = [sys.executable, "-m", "benchmarks.worker", kind, *map(str, args)]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
@@ -114,12 +125,16 @@ class Workers:
             done = subprocess.run(cmd, cwd=ROOT, env={**self.env, **(env or {})},
                                   capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            return dict(status="failed", reason=f"timed out after {timeout_s:.0f} s")
+            return [dict(status="failed", reason=f"timed out after {timeout_s:.0f} s")] * count
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if done.returncode != 0 or not lines:
+        rows = [dict(json.loads(ln), status="ok") for ln in lines[:count]]
+        if done.returncode != 0 or len(rows) < count:
+            # the measurements printed before a failure stand, but never all of them
+            rows = rows[:count - 1]
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return dict(status="failed", reason=f"worker exit {done.returncode}: {tail}")
-        return dict(json.loads(lines[-1]), status="ok")
+            rows += [dict(status="failed", reason=f"worker exit {done.returncode}: {tail}")
+                     ] * (count - len(rows))
+        return rows
 
 
 def _skip(results, method, k, image, budget_s):
@@ -162,8 +177,8 @@ def run_suite(mode, images, methods, *, workers, seed, kf_init):
     n = 0
     for image in sorted(images, key=lambda im: im.megapixels):
         for k in mode.ks:
+            rows = []
             for key in methods:
-                n += 1
                 method = METHODS[key]
                 row = dict(image=image.name, megapixels=image.megapixels, k=k, method=key,
                            label=method.label, image_bytes=image.nbytes)
@@ -176,13 +191,22 @@ def run_suite(mode, images, methods, *, workers, seed, kf_init):
                                reason=f"skipped: makes at most {method.max_k} colours")
                 else:
                     row.update(_skip(results, key, k, image, mode.budget_s) or {})
-                if "status" not in row:
-                    row.update(workers("run", "--image", image.path, "--method", key, "--k", k,
-                                       "--steps", mode.steps, "--repeats", mode.repeats,
-                                       "--max-seconds", mode.repeat_s, "--seed", seed,
-                                       "--kf-init", kf_init))
+                rows.append(row)
+            todo = [row for row in rows if "status" not in row]
+            run = ("run", "--image", image.path, "--k", k, "--steps", mode.steps,
+                   "--repeats", mode.repeats, "--max-seconds", mode.repeat_s, "--seed", seed,
+                   "--kf-init", kf_init)
+            if mode.one_worker and todo:
+                outs = workers.each(*run, "--method", ",".join(r["method"] for r in todo),
+                                    count=len(todo))
+                for row, out in zip(todo, outs):
+                    row.update(out)
+            for row in rows:
+                if "status" not in row:       # a process of its own, measured now
+                    row.update(workers(*run, "--method", row["method"]))
+                n += 1
                 results.append(row)
-                _log(f"[{n:3d}/{n_total}] {image.name:>14}  k={k:<4d} {key:<16} "
+                _log(f"[{n:3d}/{n_total}] {image.name:>14}  k={k:<4d} {row['method']:<16} "
                      + report.short(row))
     return results
 

@@ -1,6 +1,7 @@
 """One measurement in a fresh process; prints one JSON line on stdout.
 
     python -m benchmarks.worker run --image IMG.npy --method numba-auto --k 16 --steps 10
+    python -m benchmarks.worker run --image IMG.npy --method numba-auto,sklearn --k 16
     python -m benchmarks.worker busy --image IMG.npy --method numba-defaults --k 256
     python -m benchmarks.worker compile --k 16 --steps 10   # JIT compile, as run
     python -m benchmarks.worker e2e --image IMG.npy --work DIR --ks 16,256 --png-ks 16,64,256
@@ -11,7 +12,8 @@ loads the image, warms the method up on a small crop (so JIT compilation and
 first-call set-up are not timed; their cost is reported as ``first_call_s -
 warm_call_s``), notes its RSS, resets the peak, then runs the method
 ``--repeats`` times (fewer when they would take over ``--max-seconds``).
-"Added memory" is the peak RSS minus that RSS.
+"Added memory" is the peak RSS minus that RSS.  Several ``--method`` (the tiny
+run) are measured one after the other, one JSON line each.
 """
 
 from __future__ import annotations
@@ -118,11 +120,19 @@ def _set_threads(n):
         pass
 
 
+def _methods(text):
+    keys = [k for k in text.split(",") if k]
+    bad = [k for k in keys if k not in METHODS]
+    if bad or not keys:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(sorted(METHODS))}")
+    return keys
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
     parser.add_argument("kind", choices=("run", "busy", "compile", "e2e", "machine"))
     parser.add_argument("--image")
-    parser.add_argument("--method", choices=sorted(METHODS))
+    parser.add_argument("--method", type=_methods, help="one method, or several: a,b,...")
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -139,10 +149,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         _set_threads(args.threads)
-    if args.kind == "run":
-        out = measure(args)
-    elif args.kind == "busy":
-        out = busy_core(args)
+    if args.kind == "run":      # one JSON line per method, each as soon as it is measured
+        for method in args.method:
+            row = measure(argparse.Namespace(**{**vars(args), "method": method}))
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+        return
+    if args.kind == "busy":
+        if len(args.method) != 1:
+            parser.error("busy: one --method")
+        out = busy_core(argparse.Namespace(**{**vars(args), "method": args.method[0]}))
     elif args.kind == "compile":
         out = compile_times(args)
     elif args.kind == "machine":  # the thread settings the workers see

@@ -1,9 +1,14 @@
-"""Shared fixtures for the CLI, io, metrics and sample tests: small images only."""
+"""Shared fixtures for the CLI, io, metrics and sample tests (small images only),
+and the benchmarks' tiny runs started in the background."""
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -80,3 +85,65 @@ def runner():
 def image_file(work, rgb):
     """photo.png in the working folder."""
     return save(work / "photo.png", rgb)
+
+
+# --------------------------------------------------------------------------
+# the benchmarks' tiny runs, in the background
+# --------------------------------------------------------------------------
+# ``python -m benchmarks --tiny`` and ``python -m benchmarks.quality --tiny``
+# take tens of seconds, mostly one-core process start-ups, while the rest of
+# the suite leaves the second core half idle.  As soon as the selected tests
+# are known, the runs they need start in the background; their tests go last,
+# and meet the finished runs (tests/test_benchmarks.py, ``finished``).
+ROOT = Path(__file__).resolve().parent.parent
+BACKGROUND = {                      # fixture name: the run, as ``python -m ...``
+    "tiny_run": ("benchmarks", "--tiny"),
+    "quality_tiny": ("benchmarks.quality", "--tiny"),
+}
+_runs = {}                          # fixture name: (process, folder, log file)
+
+
+def _needs(item):
+    return set(getattr(item, "fixturenames", ())) & set(BACKGROUND)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the background runs the selected tests need; run those tests last."""
+    needed = set().union(*map(_needs, items)) if items else set()
+    if not needed or config.option.collectonly:
+        return
+    items[:] = [it for it in items if not _needs(it)] + [it for it in items if _needs(it)]
+    for name in sorted(needed):
+        start(name)
+
+
+def start(name):
+    """Start the background run ``name`` (once): its process, folder and log."""
+    if name not in _runs:
+        folder = Path(tempfile.mkdtemp(prefix=f"kmeans_fast_{name}_"))
+        log = open(folder / "log.txt", "w")
+        proc = subprocess.Popen([sys.executable, "-m", *BACKGROUND[name], "--out",
+                                 str(folder / "out"), "--work", str(folder / "work")],
+                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+        _runs[name] = (proc, folder, log)
+    return _runs[name]
+
+
+def finished(name, timeout_s=600):
+    """(output folder, log) of the background run ``name``, waited for; it must succeed."""
+    proc, folder, log = start(name)
+    proc.wait(timeout=timeout_s)
+    log.close()
+    text = (folder / "log.txt").read_text()
+    assert proc.returncode == 0, text[-3000:]
+    return folder / "out", text
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for proc, folder, log in _runs.values():
+        if proc.poll() is None:     # the suite stopped early (-x, Ctrl-C)
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)

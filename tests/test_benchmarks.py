@@ -3,13 +3,13 @@
 import importlib.util
 import json
 import math
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import finished
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is a folder of the repository, not installed
@@ -24,15 +24,10 @@ from benchmarks.runner import MODES, run_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """``python -m benchmarks --tiny`` into a temporary folder (seconds)."""
-    tmp = tmp_path_factory.mktemp("bench")
-    out, work = tmp / "out", tmp / "work"
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out),
-                           "--work", str(work)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done.stderr
+def tiny_run():
+    """``python -m benchmarks --tiny`` into a temporary folder (seconds; started in the
+    background by conftest.py): the output folder and the log."""
+    return finished("tiny_run")
 
 
 def test_tiny_run_writes_results_for_every_method(tiny_run):
@@ -160,19 +155,37 @@ def test_slow_runs_are_skipped_and_marked(monkeypatch):
 
     # The workers are faked, so the peers need not be installed (CI has no [bench]).
     monkeypatch.setattr(methods.Method, "missing", lambda self: [])
-    mode = replace(MODES["tiny"], ks=(16, 64), budget_s=1.0, repeats=3)
+    mode = replace(MODES["tiny"], ks=(16, 64), budget_s=1.0, repeats=3, one_worker=False)
     seconds_per_mp = {"numba-auto": 0.1, "numpy-reference": 0.2, "sklearn": 0.5}
 
-    def fake_worker(kind, *args):
-        a = dict(zip(args[::2], args[1::2]))
-        mp = {"s": 1, "m": 4, "l": 24}[a["--image"]]
-        t = seconds_per_mp[a["--method"]] * mp * a["--k"] / 16
-        return dict(status="ok", median_s=t, times_s=[t] * a["--repeats"], added_bytes=0,
-                    psnr_db=30.0, threads=1)
+    class FakeWorkers:
+        def __init__(self):
+            self.processes = []
+
+        def __call__(self, kind, *args):
+            return self.each(kind, *args, count=1)[0]
+
+        def each(self, kind, *args, count):
+            a = dict(zip(args[::2], args[1::2]))
+            mp = {"s": 1, "m": 4, "l": 24}[a["--image"]]
+            keys = a["--method"].split(",")
+            assert kind == "run" and len(keys) == count
+            self.processes.append(keys)
+            return [dict(status="ok", median_s=seconds_per_mp[key] * mp * a["--k"] / 16,
+                         times_s=[seconds_per_mp[key] * mp * a["--k"] / 16] * a["--repeats"],
+                         added_bytes=0, psnr_db=30.0, threads=1) for key in keys]
 
     images = [_FakeImage("l", 24), _FakeImage("s", 1), _FakeImage("m", 4)]
-    rows = run_suite(mode, images, ("numba-auto", "numpy-reference", "sklearn"),
-                     workers=fake_worker, seed=0, kf_init="random")
+    three = ("numba-auto", "numpy-reference", "sklearn")
+    workers = FakeWorkers()
+    rows = run_suite(mode, images, three, workers=workers, seed=0, kf_init="random")
+    assert all(len(keys) == 1 for keys in workers.processes)           # one process each
+    # the tiny run's one worker per (image, k) skips and measures the same runs
+    together = FakeWorkers()
+    assert run_suite(replace(mode, one_worker=True), images, three, workers=together, seed=0,
+                     kf_init="random") == rows
+    assert len(together.processes) == 6 and sorted(sum(together.processes, [])) == \
+        sorted(sum(workers.processes, []))
     got = {(r["method"], r["image"], r["k"]): r for r in rows}
     assert [r["image"] for r in rows[::6]] == ["s", "m", "l"]          # smallest first
     assert all(r["status"] == "ok" for (m, _, _), r in got.items() if m == "numba-auto")
@@ -396,11 +409,10 @@ SCORES = importlib.util.find_spec("ssimulacra2") is not None
 
 
 @pytest.fixture(scope="module")
-def quality_tiny(tmp_path_factory):
-    """``python -m benchmarks.quality --tiny``, in this process: one tiny image per kind."""
-    tmp = tmp_path_factory.mktemp("quality")
-    out = tmp / "out"
-    assert quality.main(["--tiny", "--out", str(out), "--work", str(tmp / "work")]) == 0
+def quality_tiny():
+    """``python -m benchmarks.quality --tiny``, one tiny image per kind (started in the
+    background by conftest.py): the output folder and its results."""
+    out, _ = finished("quality_tiny")
     return out, json.loads((out / "quality.json").read_text())
 
 

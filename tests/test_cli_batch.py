@@ -17,6 +17,12 @@ from conftest import CLI_LOOK, chunks, digest, save
 from kmeans_fast.dither import dither
 
 FAST = ["--steps", "4"]
+# Worker processes cost a second or two each to start (Python, NumPy, Numba's
+# cache).  The pool is tested where it matters (the default worker count in
+# test_several_files_each_get_their_outputs, --jobs 2 against single runs, the
+# shared palette's histograms); tests of what a batch plans and writes run it
+# in this process with --jobs 1, the same code path as a one-file batch.
+IN_PROCESS = ["--jobs", "1"]
 
 
 def run(runner, *args):
@@ -59,16 +65,17 @@ def test_batch_outputs_equal_single_runs(runner, work, photos):
 
 
 def test_folders_and_recursion(runner, work, photos):
-    result = run(runner, "photos", "-k", 4, *FAST, "--no-jpeg", "--out-dir", "flat")
+    result = run(runner, "photos", "-k", 4, *FAST, *IN_PROCESS, "--no-jpeg", "--out-dir", "flat")
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(work / "flat")) == ["p0_k4.png", "p1_k4.png", "p2_k4.png"]
-    result = run(runner, "photos", "-r", "-k", 4, *FAST, "--no-jpeg", "--out-dir", "deep")
+    result = run(runner, "photos", "-r", "-k", 4, *FAST, *IN_PROCESS, "--no-jpeg",
+                 "--out-dir", "deep")
     assert result.exit_code == 0, result.output
     assert (work / "deep" / "more" / "deep_k4.png").exists()      # sub-folders mirrored
 
 
 def test_json_lines_one_per_image(runner, work, photos):
-    result = run(runner, *photos, "-k", 4, *FAST, "--json", "--out-dir", "o", "--jobs", 1)
+    result = run(runner, *photos, "-k", 4, *FAST, "--json", "--out-dir", "o", *IN_PROCESS)
     assert result.exit_code == 0, result.output
     reports = lines_of_json(result.stdout)
     assert sorted(r["input"]["path"] for r in reports) == sorted(str(p) for p in photos)
@@ -78,7 +85,7 @@ def test_json_lines_one_per_image(runner, work, photos):
 
 def test_json_lines_name_a_failed_file(runner, work, photos):
     (work / "photos" / "broken.png").write_bytes(b"not an image")
-    result = run(runner, "photos", "-k", 4, *FAST, "--json", "--out-dir", "o", "--jobs", 1)
+    result = run(runner, "photos", "-k", 4, *FAST, "--json", "--out-dir", "o", *IN_PROCESS)
     assert result.exit_code == 1
     reports = {r["input"]["path"]: r for r in lines_of_json(result.stdout)}
     broken = reports[str(Path("photos") / "broken.png")]
@@ -88,7 +95,7 @@ def test_json_lines_name_a_failed_file(runner, work, photos):
 
 def test_a_bad_file_does_not_stop_the_batch(runner, work, photos):
     (work / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = run(runner, "photos", "-k", 4, *FAST, "--out-dir", "o", "--jobs", 1)
+    result = run(runner, "photos", "-k", 4, *FAST, "--out-dir", "o", *IN_PROCESS)
     assert result.exit_code == 1
     assert result.stderr.count("broken.png") == 2                 # its line, and the summary
     assert "1 of 4 images failed" in result.stderr and "Traceback" not in result.stderr
@@ -134,8 +141,8 @@ def test_shared_palette(runner, work, photos):
 
 def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
     gray = save(work / "photos" / "gray.png", sample_image(40, 56, seed=5)[:, :, 0])
-    result = run(runner, photos[0], gray, "-k", 8, *FAST, "--shared-palette", "--no-jpeg",
-                 "--out-dir", "m", "--json")
+    result = run(runner, photos[0], gray, "-k", 8, *FAST, *IN_PROCESS, "--shared-palette",
+                 "--no-jpeg", "--out-dir", "m", "--json")
     assert result.exit_code == 0, result.output
     for r in lines_of_json(result.stdout):
         assert r["error"] is None and r["kmeans"]["colors"] == 8
@@ -152,19 +159,24 @@ def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
 
 
 def test_skip_existing(runner, work, photos):
-    assert run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o").exit_code == 0
+    assert run(runner, *photos[:3], "-k", 4, *FAST, *IN_PROCESS, "--out-dir", "o"
+               ).exit_code == 0
     stamp = (work / "o" / "p0_k4.png").stat().st_mtime_ns
     (work / "o" / "p1_k4.png").unlink()
-    result = run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o", "--skip-existing")
+    (work / "o" / "p2_q95.jpg").unlink()                     # half its outputs: redone too
+    result = run(runner, *photos[:3], "-k", 4, *FAST, *IN_PROCESS, "--out-dir", "o",
+                 "--skip-existing")
     assert result.exit_code == 0
     assert "p0.png: its outputs exist" in result.stdout
-    assert (work / "o" / "p1_k4.png").exists()
+    assert "p1.png: its outputs exist" not in result.stdout
+    assert "p2.png: its outputs exist" not in result.stdout
+    assert (work / "o" / "p1_k4.png").exists() and (work / "o" / "p2_q95.jpg").exists()
     assert (work / "o" / "p0_k4.png").stat().st_mtime_ns == stamp
-    result = run(runner, *photos[:2], "-k", 4, *FAST, "--out-dir", "o", "--skip-existing",
-                 "--json")
+    result = run(runner, *photos[:3], "-k", 4, *FAST, *IN_PROCESS, "--out-dir", "o",
+                 "--skip-existing", "--json")
     assert result.exit_code == 0
     got = {Path(r["input"]["path"]).name: r for r in lines_of_json(result.stdout)}
-    assert set(got) == {"p0.png", "p1.png"}                  # every image has its line
+    assert set(got) == {"p0.png", "p1.png", "p2.png"}        # every image has its line
     assert all(r["error"] is None and "(--skip-existing)" in r["skipped"] for r in got.values())
 
 
