@@ -45,11 +45,13 @@ def retained(call):
 @pytest.mark.skipif(not GLIBC or not os.path.exists("/proc/self/statm"),
                     reason="glibc's allocator on Linux only")
 def test_freed_blocks_go_back_to_the_os():
+    # the test can tell only where glibc, left alone, keeps a freed 20 MB block
+    without = retained(call=False)[1]
+    if without < 15:
+        pytest.skip(f"glibc kept {without:.1f} MB without the call here: nothing to tell")
     was_set, kept = retained(call=True)
     assert was_set == "True"
     assert kept < 4, f"{kept:.1f} MB of freed blocks still resident"
-    # and the test can tell: without the call, glibc keeps a 20 MB block
-    assert retained(call=False)[1] > 15
 
 
 def test_command_sets_it_before_reading(runner, work, monkeypatch):
