@@ -383,6 +383,11 @@ def return_freed_memory():
     own, returned when freed.  Process-wide, so the command calls it (and its
     batch workers), not the library.  Does nothing on other C libraries.
 
+    The price is page faults on fresh blocks: on a 24 MP photo, about 5x as
+    many (0.3-0.8 s more system time on 2 cores; the command's wall time
+    within noise).  Trimming the heaps between stages (``malloc_trim``)
+    instead cost few faults but left the 96 MP peak 90 MB higher.
+
     Returns
     -------
     bool
