@@ -217,7 +217,9 @@ def test_full_stdout_is_one_line_and_exit_1(work, rgb):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 @pytest.mark.parametrize("args, what", [(["--help"], "the help"),
                                         (["compress", "--help"], "the help"),
-                                        (["--version"], "the version")])
+                                        (["--version"], "the version"),
+                                        (["--help", "--version"], "the help"),
+                                        (["--version", "-h"], "the version")])
 def test_help_and_version_to_a_full_stdout(work, args, what):
     """--help and --version print while click parses: still one line, exit 1."""
     with open("/dev/full", "wb") as full:
