@@ -100,7 +100,7 @@ def cache_root():
 
 
 def _subfolder(package_dir=_PACKAGE_DIR):
-    digest = hashlib.sha1(package_dir.encode()).hexdigest()[:16]
+    digest = hashlib.sha1(os.fsencode(package_dir)).hexdigest()[:16]    # UTF-8 or not
     return f"{os.path.basename(package_dir)}-{digest}-numba{numba.__version__}"
 
 
@@ -122,12 +122,31 @@ _claimed = []
 _claim_lock = threading.Lock()
 
 
+def _gone(package):
+    """Whether the package folder ``package`` (from a ``package.txt``) surely no longer exists.
+
+    Only an absolute path that the system reports missing is gone: a folder
+    that cannot be looked at (another user's private home, a path too long, a
+    corrupt record) may exist, and its cache is kept.
+    """
+    if not package or not os.path.isabs(package):
+        return False
+    try:
+        os.stat(package)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except (OSError, ValueError):       # no permission, a failing disk, a NUL byte: unknown
+        return False
+    return not os.path.isdir(package)
+
+
 def prune(root=None):
     """Delete the cache sub-folders of kmeans_fast copies that no longer exist.
 
     A sub-folder (named as :func:`cache_dir` names them) whose ``package.txt``
     names a folder that is gone belongs to a removed copy; sub-folders without
-    that file (made by older versions) and anything else in ``root`` are kept.
+    that file (made by older versions), symbolic links, sub-folders whose copy
+    cannot be looked at, and anything else in ``root`` are kept.
 
     Returns
     -------
@@ -144,14 +163,18 @@ def prune(root=None):
         if not _SUBFOLDER.fullmatch(name):     # only our own sub-folders, whatever else is there
             continue
         folder = os.path.join(root, name)
+        if os.path.islink(folder):             # a link: what it points at is not ours to delete
+            continue
         try:
-            with open(os.path.join(folder, _MARKER), encoding="utf-8") as f:
+            with open(os.path.join(folder, _MARKER), encoding="utf-8",
+                      errors="surrogateescape") as f:
                 package = f.read().strip()
         except (OSError, UnicodeDecodeError):
             continue
-        if package and not os.path.isdir(package):
+        if _gone(package):
             shutil.rmtree(folder, ignore_errors=True)
-            gone.append(folder)
+            if not os.path.lexists(folder):
+                gone.append(folder)
     return gone
 
 
@@ -163,9 +186,21 @@ def _claim(folder):
             return
         _claimed.append(folder)
     try:
-        if not os.path.exists(marker):
-            with open(marker, "w", encoding="utf-8") as f:
-                f.write(_PACKAGE_DIR + "\n")
+        try:
+            with open(marker, encoding="utf-8", errors="surrogateescape") as f:
+                recorded = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            recorded = None
+        if recorded != _PACKAGE_DIR:
+            # whole or not at all: another process pruning must never read half a path
+            part = f"{marker}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                with open(part, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(_PACKAGE_DIR + "\n")
+                os.replace(part, marker)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(part)
         prune(os.path.dirname(folder))
     except OSError:                     # caching still works without the record
         pass

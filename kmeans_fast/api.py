@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,8 +257,10 @@ class Histogram:
         Raises
         ------
         ValueError
-            When the file is not one that :meth:`save` wrote (OSError when it
-            cannot be read at all).
+            When the file is not one that :meth:`save` wrote, is damaged (a bad
+            CRC, an array larger than the file) or holds arrays that are not a
+            histogram; the message names the file.  OSError when it cannot be
+            read at all.
         """
         wrong = f"'{path}' is not a kmeans_fast histogram file (made by Histogram.save)"
         try:
@@ -267,10 +270,37 @@ class Histogram:
         if not isinstance(data, np.lib.npyio.NpzFile):      # a plain .npy array
             raise ValueError(wrong)
         with data:
-            if (not {"format", "colours", "counts"} <= set(data.files)
-                    or str(data["format"]) != "kmeans_fast.Histogram/1"):
-                raise ValueError(wrong)
-            return cls(data["colours"], data["counts"])
+            try:
+                if (not {"format", "colours", "counts"} <= set(data.files)
+                        or str(data["format"]) != "kmeans_fast.Histogram/1"):
+                    raise ValueError(wrong)
+                if not all(_fits(data, name) for name in ("colours", "counts")):
+                    raise ValueError(f"'{path}' is damaged: an array is larger than the file "
+                                     "holds; save the histogram again")
+                colours, counts = data["colours"], data["counts"]
+            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
+                if str(e).startswith(f"'{path}'"):
+                    raise
+                raise ValueError(f"'{path}' is damaged ({e}); save the histogram "
+                                 "again") from None
+            try:
+                return cls(colours, counts)
+            except ValueError as e:
+                raise ValueError(f"'{path}' holds no valid histogram: {e}") from None
+
+
+def _fits(data, name):
+    """Whether the array ``name`` of the .npz ``data`` declares no more bytes than
+    its member holds (a forged header would make numpy allocate that much)."""
+    if f"{name}.npy" not in data.zip.namelist():
+        return True                     # not an array: numpy gives its bytes
+    member = data.zip.getinfo(f"{name}.npy")
+    with data.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+        return math.prod(shape) * dtype.itemsize <= member.file_size
 
 
 def _keys(colours):

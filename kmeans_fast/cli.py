@@ -196,7 +196,9 @@ def _standard_streams():
 def _parsing(args):
     """While arguments are parsed: --help and --version print then, and a
     standard output that fails (a full disk) is one line, not a traceback."""
-    version = "--version" in (args or ())       # before parsing consumes the list
+    # before parsing consumes the list; click runs the first of them given
+    first = next((a for a in (args or ()) if a in ("-h", "--help", "--version")), None)
+    version = first == "--version"
     try:
         yield
     except OSError as e:

@@ -217,7 +217,9 @@ def test_full_stdout_is_one_line_and_exit_1(work, rgb):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 @pytest.mark.parametrize("args, what", [(["--help"], "the help"),
                                         (["compress", "--help"], "the help"),
-                                        (["--version"], "the version")])
+                                        (["--version"], "the version"),
+                                        (["--help", "--version"], "the help"),
+                                        (["--version", "-h"], "the version")])
 def test_help_and_version_to_a_full_stdout(work, args, what):
     """--help and --version print while click parses: still one line, exit 1."""
     with open("/dev/full", "wb") as full:
@@ -226,3 +228,18 @@ def test_help_and_version_to_a_full_stdout(work, args, what):
     assert done.returncode == 1
     assert one_line(done.stderr) == (f"Error: cannot write {what} to standard output: "
                                      "No space left on device\n")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["compress", "-h"], ["--version"],
+                                  ["compress", "photo.png", *SMALL, "-o", "-"]])
+def test_closed_pipe_on_stdout_is_a_quiet_exit_1(work, rgb, args):
+    """``kmeans-fast ... | head -c0``: the reader is gone; like click, nothing on stderr, exit 1."""
+    save(work / "photo.png", rgb)
+    read, write = os.pipe()
+    os.close(read)                                  # the reader left before the first byte
+    try:
+        done = run([sys.executable, "-m", "kmeans_fast", *args], work, stdout=write,
+                   stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -196,6 +196,36 @@ def test_opaque_rgba_gets_an_opaque_palette():
 # --------------------------------------------------------------------------
 # the histogram, fit_palette and remap
 # --------------------------------------------------------------------------
+def test_histogram_files_that_are_damaged_or_wrong_say_so(tmp_path):
+    """Histogram.load: a ValueError naming the file, never numpy's or zipfile's own error."""
+    import io
+    import zipfile
+    h = api.Histogram(np.array([[1, 2, 3], [4, 5, 6]], np.uint8), np.array([5, 6]))
+    tag = np.array("kmeans_fast.Histogram/1")
+    np.savez(tmp_path / "float.npz", colours=h.colours, counts=h.counts * 0.5, format=tag)
+    np.savez(tmp_path / "object.npz", colours=np.array([None], object), counts=h.counts,
+             format=tag)
+    np.savez(tmp_path / "stored.npz", colours=h.colours, counts=h.counts, format=tag)
+    body = bytearray((tmp_path / "stored.npz").read_bytes())
+    body[body.rindex(b"\x05\x00\x00\x00")] = 9           # a count changed: its CRC fails
+    (tmp_path / "crc.npz").write_bytes(bytes(body))
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (10000000000000, 3), }".ljust(117)
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:        # 30 TB declared
+        z.writestr("colours.npy", b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little")
+                   + header.encode() + b"\n" + bytes(30))
+        for name, value in (("counts", h.counts), ("format", tag)):
+            buf = io.BytesIO()
+            np.save(buf, value)
+            z.writestr(f"{name}.npy", buf.getvalue())
+    for name, words in [("float.npz", "holds no valid histogram: counts must be an integer"),
+                        ("object.npz", "is damaged (Object arrays"),
+                        ("crc.npz", "is damaged (Bad CRC-32"),
+                        ("huge.npz", "is damaged: an array is larger than the file holds")]:
+        with pytest.raises(ValueError, match=re.escape(f"'{tmp_path / name}' {words}")):
+            api.Histogram.load(tmp_path / name)
+    assert api.Histogram.load(tmp_path / "stored.npz") == h
+
+
 def test_histogram_type(tmp_path):
     image = photo("chelsea")
     h = api.histogram(image)

@@ -138,6 +138,59 @@ def test_caches_of_removed_copies_are_pruned(tmp_path):
     assert _jit.prune(root) == []
 
 
+def test_prune_keeps_the_caches_of_copies_it_cannot_see(tmp_path, monkeypatch):
+    """Only an absolute path reported missing is gone: a copy in another user's
+    private home (no permission), a relative or corrupt record, and a link named
+    like a sub-folder are kept."""
+    root = tmp_path / "cache"
+    private = tmp_path / "home-b" / "venv" / "kmeans_fast"
+    private.mkdir(parents=True)
+    unseen = _cache_folder(root, private)
+    stat = os.stat
+    def no_permission(path, *args, **kwargs):      # as another user sees a 0700 home
+        if str(path).startswith(str(tmp_path / "home-b")):
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", no_permission)
+    relative = _cache_folder(root, "/x/relative/kmeans_fast", marker=False)
+    (relative / "package.txt").write_text("relative-venv/kmeans_fast\n")
+    long = _cache_folder(root, "/x/long/kmeans_fast", marker=False)
+    (long / "package.txt").write_text("/" + "a" * 5000 + "\n")
+    nul = _cache_folder(root, "/x/nul/kmeans_fast", marker=False)
+    (nul / "package.txt").write_bytes(b"/gone\0/kmeans_fast\n")
+    elsewhere = tmp_path / "user-data"              # a link in the root: its target is not ours
+    elsewhere.mkdir()
+    (elsewhere / "package.txt").write_text(str(tmp_path / "removed" / "kmeans_fast"))
+    link = root / _jit._subfolder("/x/link/kmeans_fast")
+    link.symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert _jit.prune(root) == []
+    assert all(p.is_dir() for p in (unseen, relative, long, nul, link, elsewhere))
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["package.txt"]
+
+
+def test_the_record_is_replaced_whole(tmp_path, monkeypatch):
+    """A record cut short (a full disk, an older writer) is rewritten, by rename:
+    a process pruning meanwhile never reads half a path (a folder that is gone)."""
+    monkeypatch.setattr(_jit, "_claimed", [])
+    folder = tmp_path / _jit._subfolder()
+    folder.mkdir()
+    (folder / "package.txt").write_text(str(PACKAGE)[:5])
+    replaced = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append(b) or replace(a, b))
+    path = _locate(monkeypatch, KMEANS_FAST_CACHE_DIR=tmp_path)
+    assert path == folder and folder.is_dir()
+    assert (path / "package.txt").read_text().strip() == os.path.normcase(str(PACKAGE))
+    assert replaced == [str(folder / "package.txt")]
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_a_path_not_in_utf8_gets_a_folder():
+    name = _jit._subfolder("/tmp/caf\udce9/kmeans_fast")     # b"caf\xe9": a Latin-1 file name
+    assert _jit._SUBFOLDER.fullmatch(name) and name != _jit._subfolder("/tmp/cafe/kmeans_fast")
+
+
 def test_first_cache_of_a_process_records_its_copy_and_prunes(tmp_path, monkeypatch):
     monkeypatch.setattr(_jit, "_claimed", [])
     gone = _cache_folder(tmp_path, tmp_path / "removed-venv" / "kmeans_fast")

@@ -17,9 +17,12 @@ from conftest import save
 
 GLIBC = hasattr(os, "confstr") and "CS_GNU_LIBC_VERSION" in os.confstr_names
 
-# Allocate and free a 20 MB block three times, then print how much resident
+# Allocate and free a 20 MB block three times, each with a small block after
+# it that stays (as the next stage's arrays do: the freed block is not the
+# heap's top, which glibc would trim anyway), then print how much resident
 # memory that left behind (MB).  glibc's dynamic threshold serves the 2nd and
-# 3rd blocks from its heap and keeps them: ~20 MB stays without the call.
+# 3rd blocks from its heap and keeps them: ~20 MB stays without the call, and
+# with a threshold above 20 MB.
 RETAINED = """
 import sys
 import numpy as np
@@ -29,8 +32,10 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 base = rss()
+pins = []
 for _ in range(3):
     block = np.ones(20 << 20, np.uint8)
+    pins.append(bytearray(200_000))
     del block
 print(set_, (rss() - base) / 1e6)
 """

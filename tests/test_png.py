@@ -437,6 +437,21 @@ def test_streaming_compares_band_rows_by_value():
     assert_decodes_to(out.getvalue(), palette, labels)
 
 
+def test_streaming_bands_may_reuse_one_buffer():
+    """A reader that fills the same array for each band: the row above is the
+    previous band's, kept by value, not whatever the buffer holds now."""
+    palette = palette_of(4, 3)
+    labels = np.array([[0, 1, 2], [3, 2, 1], [1, 0, 3], [1, 0, 3]], np.uint8)
+    buffer = np.empty((2, 3), np.uint8)
+    out = io.BytesIO()
+    with png.PngWriter(out, palette, 4, 3) as writer:
+        for start in (0, 2):
+            buffer[:] = labels[start:start + 2]     # the 2nd band's rows repeat each other
+            writer.write_rows(buffer)
+    assert out.getvalue() == png.encode_png(palette, labels)
+    assert_decodes_to(out.getvalue(), palette, labels)
+
+
 def test_streaming_rejected_band_is_not_the_row_above():
     palette = palette_of(4, 3)
     labels = np.array([[0, 1, 2], [3, 2, 1], [3, 2, 1]], np.uint8)
