@@ -491,6 +491,9 @@ def _print_table(report, k, err):
         echo(f"{label:<15}{row['bytes']:>13,}{row['ratio']:>8.1f}x{row['bpp']:>9.2f}"
              f"{quality}{row['seconds']:>9.2f}")
     echo(_summary(report["kmeans"], k))
+    if report.get("skipped"):
+        echo("wrote nothing: " + report["skipped"])
+        return
     written = [f"the {kind} to standard output" if part["path"] == _STDOUT else part["path"]
                for kind, part in (("PNG", report["kmeans"]), ("JPEG", report["jpeg"]))
                if part is not None]
@@ -907,11 +910,14 @@ def _print_batch_table(results, shared, n_skipped, seconds):
             total_in += report["input"]["bytes"]
             total_png += km["bytes"]
             total_jpeg += jp["bytes"] if jp else 0
-    done = sum(1 for _, r, e in results if e is None)
+    done = sum(1 for _, r, e in results if e is None and not r.get("skipped"))
+    larger = sum(1 for _, r, e in results if e is None and r.get("skipped"))
     line = (f"{done} of {len(results)} images compressed in {seconds:.1f} s: "
             f"{total_png:,} bytes of PNG for {total_in:,} bytes of input")
     if total_jpeg:
         line += f" ({total_jpeg:,} bytes of JPEG)"
+    if larger:
+        line += f"; {larger} not written (larger than the input)"
     if n_skipped:
         line += f"; {n_skipped} skipped (outputs exist)"
     click.echo(line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,32 @@ def runner():
 def image_file(work, rgb):
     """photo.png in the working folder."""
     return save(work / "photo.png", rgb)
+
+
+# --------------------------------------------------------------------------
+# signals as in a terminal's foreground job
+# --------------------------------------------------------------------------
+# A suite started in the background (``pytest &``, nohup, some CI runners) runs
+# with SIGINT (and SIGHUP) ignored, and hands that down; the command rightly
+# leaves an ignored SIGINT alone.  Tests of Ctrl-C put back what a foreground
+# run has.
+def foreground_signals():
+    """In a child process (``preexec_fn``): SIGINT and the termination signals
+    at their defaults, so Python installs its own SIGINT handler."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_works():
+    """SIGINT raises KeyboardInterrupt in this process during the test, as in
+    a foreground run; the previous handler comes back after."""
+    saved = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 # --------------------------------------------------------------------------

@@ -214,6 +214,18 @@ def test_skip_if_larger(runner, work, rgb):
     assert "would be larger than the input" in report["skipped"]
     assert os.listdir(work) == ["tiny.jpg"]
     assert tiny.stat().st_size < report["kmeans"]["bytes"]
+    # the table says so too: no "wrote" line for files that were not written
+    table = run(runner, "tiny.jpg", "-k", 256, *FAST, "--skip-if-larger")
+    assert table.exit_code == 0 and os.listdir(work) == ["tiny.jpg"]
+    last = table.stdout.splitlines()[-1]
+    assert last.startswith("wrote nothing: the PNG") and "would be larger" in last
+    # and a batch counts it apart from the images it compressed
+    save(work / "big.png", rgb)
+    batch = run(runner, "tiny.jpg", "big.png", "-k", 256, *FAST, "--skip-if-larger",
+                "--out-dir", "out", "-j", 1)
+    assert batch.exit_code == 0, batch.output
+    assert "1 of 2 images compressed" in batch.stdout
+    assert "1 not written (larger than the input)" in batch.stdout
 
 
 def test_optimize_is_smaller_and_exact(runner, work, image_file):

@@ -492,7 +492,8 @@ def test_a_bug_keeps_its_traceback(runner, image_file, monkeypatch, module, name
 # --------------------------------------------------------------------------
 # item 2, in process: Ctrl-C while working, and the handlers put back
 # --------------------------------------------------------------------------
-def test_ctrl_c_while_reading_is_one_line_and_exit_130(runner, image_file, work, monkeypatch):
+def test_ctrl_c_while_reading_is_one_line_and_exit_130(runner, image_file, work, monkeypatch,
+                                                       ctrl_c_works):
     def interrupt(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)
         pytest.fail("SIGINT did not interrupt")
@@ -506,7 +507,8 @@ def test_ctrl_c_while_reading_is_one_line_and_exit_130(runner, image_file, work,
     assert os.listdir(work) == ["photo.png"]
 
 
-def test_ctrl_c_while_writing_leaves_no_file(runner, image_file, work, monkeypatch):
+def test_ctrl_c_while_writing_leaves_no_file(runner, image_file, work, monkeypatch,
+                                             ctrl_c_works):
     real_fsync = os.fsync
 
     def fsync_then_ctrl_c(fd):
@@ -531,7 +533,7 @@ class _CtrlCAtTheKeyboard(pyio.BytesIO):
     read = read1
 
 
-def test_ctrl_c_at_a_prompt(runner, work, interactive):
+def test_ctrl_c_at_a_prompt(runner, work, interactive, ctrl_c_works):
     result = runner.invoke(cli.main, ["compress"], input=_CtrlCAtTheKeyboard())
     assert result.exit_code == 130, result.output
     assert result.stderr.endswith("kmeans-fast: interrupted\n")

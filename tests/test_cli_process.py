@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import encode, save
+from conftest import encode, foreground_signals, save
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -98,7 +98,8 @@ def test_ctrl_c_during_start_up(work, rgb, delay):
     a callback from C): one line, exit 130."""
     save(work / "photo.png", rgb)
     proc = subprocess.Popen([*COMMAND, "photo.png", *SMALL, "-q"], cwd=work, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=foreground_signals)
     try:
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

@@ -269,6 +269,7 @@ CHILD = textwrap.dedent("""
     # SIGHUP, which io rightly leaves ignored
     for s in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
         signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # ignored under "pytest &"
     from kmeans_fast import io
     marker = sys.argv[1]
     real_fsync = os.fsync
