@@ -42,7 +42,12 @@ print(set_, (rss() - base) / 1e6)
 
 
 def retained(call):
-    out = subprocess.run([sys.executable, "-c", RETAINED, "1" if call else "0"],
+    # glibc's own defaults in the child: no MALLOC_* settings handed down (Dask's
+    # distributed puts MALLOC_TRIM_THRESHOLD_ into this process's environment
+    # when a test starts a cluster, and that trims the block the test looks for)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MALLOC_") and name != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", RETAINED, "1" if call else "0"], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
     return out[0], float(out[1])
 
