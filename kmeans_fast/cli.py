@@ -880,7 +880,12 @@ def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette,
     elif not quiet:
         for job in skipped:
             click.echo(f"skipped {job.source}: its outputs exist (--skip-existing)")
-        _print_batch_table(results, shared, len(skipped), time.perf_counter() - progress.started)
+        if results:
+            _print_batch_table(results, shared, len(skipped),
+                               time.perf_counter() - progress.started)
+        else:
+            click.echo(f"nothing to do: all {len(skipped)} images have their outputs "
+                       "(--skip-existing)")
     if show:
         for job, report, error in results:
             if error is None and not report.get("skipped"):

@@ -178,6 +178,12 @@ def test_skip_existing(runner, work, photos):
     got = {Path(r["input"]["path"]).name: r for r in lines_of_json(result.stdout)}
     assert set(got) == {"p0.png", "p1.png", "p2.png"}        # every image has its line
     assert all(r["error"] is None and "(--skip-existing)" in r["skipped"] for r in got.values())
+    result = run(runner, *photos[:3], "-k", 4, *FAST, *IN_PROCESS, "--out-dir", "o",
+                 "--skip-existing")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == ("nothing to do: all 3 images have their outputs "
+                                              "(--skip-existing)")
+    assert "0 of 0" not in result.stdout
 
 
 # --------------------------------------------------------------------------
