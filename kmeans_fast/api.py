@@ -269,24 +269,26 @@ class Histogram:
             raise ValueError(wrong) from None
         if not isinstance(data, np.lib.npyio.NpzFile):      # a plain .npy array
             raise ValueError(wrong)
+        names = ("format", "colours", "counts")
         with data:
-            try:
-                if (not {"format", "colours", "counts"} <= set(data.files)
-                        or str(data["format"]) != "kmeans_fast.Histogram/1"):
-                    raise ValueError(wrong)
-                if not all(_fits(data, name) for name in ("colours", "counts")):
-                    raise ValueError(f"'{path}' is damaged: an array is larger than the file "
-                                     "holds; save the histogram again")
-                colours, counts = data["colours"], data["counts"]
+            if not set(names) <= set(data.files):
+                raise ValueError(wrong)
+            try:            # zip and array errors of what is read here mean a damaged file
+                fits = all(_fits(data, name) for name in names)
+                ours = fits and str(data["format"]) == "kmeans_fast.Histogram/1"
+                colours, counts = (data["colours"], data["counts"]) if ours else (None, None)
             except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
-                if str(e).startswith(f"'{path}'"):
-                    raise
                 raise ValueError(f"'{path}' is damaged ({e}); save the histogram "
                                  "again") from None
-            try:
-                return cls(colours, counts)
-            except ValueError as e:
-                raise ValueError(f"'{path}' holds no valid histogram: {e}") from None
+        if not fits:
+            raise ValueError(f"'{path}' is damaged: an array is larger than the file "
+                             "holds; save the histogram again")
+        if not ours:
+            raise ValueError(wrong)
+        try:
+            return cls(colours, counts)
+        except ValueError as e:
+            raise ValueError(f"'{path}' holds no valid histogram: {e}") from None
 
 
 def _fits(data, name):
