@@ -480,6 +480,28 @@ TASK_DEPTH = 6          # parallel kernels split the tree into 2**6 fixed subtre
 
 
 @njit(cache=True)
+def feature_range(points):
+    """Least and greatest value of every feature (NumPy's ``min(axis=0)`` reads
+    an (M, 3) array with a stride and takes ~10 ms for 700,000 points; this ~1).
+
+    points : (M, F) int32, M >= 1      # IN
+    returns (F,) int64 least, (F,) int64 greatest
+    """
+    n_feat = points.shape[1]
+    low = np.empty(n_feat, dtype=np.int64)
+    high = np.empty(n_feat, dtype=np.int64)
+    for f in range(n_feat):
+        low[f] = points[0, f]
+        high[f] = points[0, f]
+    for i in range(points.shape[0]):
+        for f in range(n_feat):
+            x = np.int64(points[i, f])
+            low[f] = min(low[f], x)
+            high[f] = max(high[f], x)
+    return low, high
+
+
+@njit(cache=True)
 def tree_arrange(points, weights, cell_of, n_bits, tree_points, tree_weights):
     """Put the points in tree order: by grid cell, the cells in Morton (Z)
     order, and by index (colour key) within a cell -- a stable counting sort.
@@ -603,6 +625,12 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
     order, with _nearest_block.  So labels and sums are exactly those of a full
     search (ties: lowest index).
 
+    The tree's top ``TASK_DEPTH`` levels cut it into fixed subtrees, dealt to
+    the workers in turn (worker t takes subtrees t, t + T, ...): neighbouring
+    subtrees cost alike, so the workers finish together.  Each level of the
+    descent keeps its candidates' coordinates contiguous (``cxyz``), missing
+    channels 0.
+
     points : (D, F) int32, tree order      # IN
     weights : (D,) int64                   # IN
     size, lo, hi, sums, wsum               # IN   from build_tree
@@ -621,17 +649,16 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
         depth_max += 1
     task_depth = min(TASK_DEPTH, depth_max - 1)
     n_tasks = np.int64(1) << task_depth
+    flat = points.reshape(-1)
     for t in prange(n_workers):
         acc = np.zeros((k, n_ch), dtype=np.int64)
         cnt = np.zeros(k, dtype=np.int64)
         cands = np.empty((depth_max + 1, k), dtype=np.int64)
+        cxyz = np.zeros((depth_max + 1, 4 * k))
         stack_node = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_depth = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_n = np.empty(2 * depth_max + 2, dtype=np.int64)
-        middle = np.empty(n_ch)
-        extent = np.empty(n_ch)
         to_middle = np.empty(k)
-        cen = np.zeros(4 * k)
         x0 = np.zeros(LEAF)
         x1 = np.zeros(LEAF)
         x2 = np.zeros(LEAF)
@@ -639,13 +666,15 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
         best_d = np.empty(LEAF)
         arg = np.empty(LEAF, dtype=np.int64)
         no_second = np.empty(0)
-        t0, t1 = _share(n_tasks, t, n_workers)
-        for task in range(t0, t1):
+        for task in range(t, n_tasks, n_workers):
             stack_node[0] = n_tasks + task
             stack_depth[0] = 0
             stack_n[0] = k
+            top0 = cxyz[0]
             for j in range(k):
                 cands[0, j] = j
+                for c in range(n_ch):
+                    top0[4 * j + c] = centers[j, c]
             top = 1
             while top > 0:
                 top -= 1
@@ -654,55 +683,72 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
                 n_c = stack_n[top]
                 if wsum[v] == 0:
                     continue
-                # the candidate nearest to the box's middle, then the survivors
-                for c in range(n_ch):
-                    middle[c] = 0.5 * (np.float64(lo[v, c]) + np.float64(hi[v, c]))
-                    extent[c] = 0.5 * (np.float64(hi[v, c]) - np.float64(lo[v, c]))
-                best = -1
+                m0 = 0.5 * (np.float64(lo[v, 0]) + np.float64(hi[v, 0]))
+                e0 = 0.5 * (np.float64(hi[v, 0]) - np.float64(lo[v, 0]))
+                m1 = 0.0
+                m2 = 0.0
+                m3 = 0.0
+                e1 = 0.0
+                e2 = 0.0
+                e3 = 0.0
+                if n_ch >= 3:
+                    m1 = 0.5 * (np.float64(lo[v, 1]) + np.float64(hi[v, 1]))
+                    e1 = 0.5 * (np.float64(hi[v, 1]) - np.float64(lo[v, 1]))
+                    m2 = 0.5 * (np.float64(lo[v, 2]) + np.float64(hi[v, 2]))
+                    e2 = 0.5 * (np.float64(hi[v, 2]) - np.float64(lo[v, 2]))
+                if n_ch == 4:
+                    m3 = 0.5 * (np.float64(lo[v, 3]) + np.float64(hi[v, 3]))
+                    e3 = 0.5 * (np.float64(hi[v, 3]) - np.float64(lo[v, 3]))
+                cx = cxyz[d]
+                best = 0
                 nearest = np.inf
                 for q in range(n_c):
-                    j = cands[d, q]
-                    dd = 0.0
-                    for c in range(n_ch):
-                        tt = middle[c] - centers[j, c]
-                        dd += tt * tt
+                    dd = _sq_dist(m0 - cx[4 * q], m1 - cx[4 * q + 1], m2 - cx[4 * q + 2],
+                                  m3 - cx[4 * q + 3], n_ch)
                     to_middle[q] = dd
                     if dd < nearest:
                         nearest = dd
-                        best = j
+                        best = q
+                b0 = cx[4 * best]
+                b1 = cx[4 * best + 1]
+                b2 = cx[4 * best + 2]
+                b3 = cx[4 * best + 3]
+                limit = nearest + margin
+                nx = cxyz[d + 1]
+                cur = cands[d]
+                nxt = cands[d + 1]
                 m = 0
                 for q in range(n_c):
-                    j = cands[d, q]
-                    reach = 0.0
-                    for c in range(n_ch):
-                        reach += abs(centers[j, c] - centers[best, c]) * extent[c]
-                    if j == best or to_middle[q] - nearest - 2.0 * reach <= margin:
-                        cands[d + 1, m] = j
+                    reach = ((abs(cx[4 * q] - b0) * e0 + abs(cx[4 * q + 1] - b1) * e1)
+                             + abs(cx[4 * q + 2] - b2) * e2) + abs(cx[4 * q + 3] - b3) * e3
+                    if q == best or to_middle[q] - 2.0 * reach <= limit:
+                        nxt[m] = cur[q]
+                        nx[4 * m] = cx[4 * q]
+                        nx[4 * m + 1] = cx[4 * q + 1]
+                        nx[4 * m + 2] = cx[4 * q + 2]
+                        nx[4 * m + 3] = cx[4 * q + 3]
                         m += 1
                 a, b = _node_range(v, task_depth + d, size, n_points)
                 if m == 1:
-                    cnt[best] += wsum[v]
+                    j = nxt[0]
+                    cnt[j] += wsum[v]
                     for c in range(n_ch):
-                        acc[best, c] += sums[v, c]
+                        acc[j, c] += sums[v, c]
                     if want_labels:
-                        labels[a:b] = best
+                        labels[a:b] = j
                 elif v >= size:
                     n = b - a
-                    _load_block(points.reshape(-1)[a * n_ch:b * n_ch], n, n_ch,
-                                x0, x1, x2, x3)
-                    for q in range(m):
-                        j = cands[d + 1, q]
-                        for c in range(n_ch):
-                            cen[4 * q + c] = centers[j, c]
-                    _nearest_block(n, n_ch, cen[:4 * m], x0, x1, x2, x3, best_d, arg,
+                    blk = flat[a * n_ch:b * n_ch]
+                    _load_block(blk, n, n_ch, x0, x1, x2, x3)
+                    _nearest_block(n, n_ch, nx[:4 * m], x0, x1, x2, x3, best_d, arg,
                                    no_second)
                     wts = weights[a:b]
                     for i in range(n):
-                        j = cands[d + 1, arg[i]]
+                        j = nxt[arg[i]]
                         w = wts[i]
                         cnt[j] += w
                         for c in range(n_ch):
-                            acc[j, c] += w * np.int64(points[a + i, c])
+                            acc[j, c] += w * np.int64(blk[n_ch * i + c])
                         if want_labels:
                             labels[a + i] = j
                 else:

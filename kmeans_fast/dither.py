@@ -64,6 +64,7 @@ import numba
 import numpy as np
 
 from . import _dither_kernels as DK
+from . import _kernels as K
 from . import colour
 
 __all__ = ["dither", "METHODS"]
@@ -285,8 +286,9 @@ def _dither_image(image, palette, method, strength, space, n_workers, *, histogr
     else:
         hist = histogram if histogram is not None else _histogram(pixels, n_workers)
         dfeat = colour.features(hist.colours, space)
-        lo = np.minimum(pal4[:, :n_ch].min(axis=0), dfeat.min(axis=0))
-        hi = np.maximum(pal4[:, :n_ch].max(axis=0), dfeat.max(axis=0))
+        d_lo, d_hi = K.feature_range(dfeat)
+        lo = np.minimum(pal4[:, :n_ch].min(axis=0), d_lo)
+        hi = np.maximum(pal4[:, :n_ch].max(axis=0), d_hi)
     grid = _Grid(pal4, n_ch, lo, hi, height * width)
 
     if direct:

@@ -58,6 +58,20 @@ def test_tree_assignment_equals_a_full_search(workers, case):
         assert (labels == 0).sum() > 0 and len(np.unique(labels)) == len(centers)
 
 
+@pytest.mark.parametrize("n_feat", [1, 3, 4])
+def test_feature_range_is_the_least_and_greatest_value(n_feat):
+    # the tree's grid cells are indexed by offsets from these: a span too small
+    # would read past the end of its cell table
+    rng = np.random.default_rng(n_feat)
+    for n_points in (1, 2, 37, 1000):
+        points = rng.integers(-2**20, 2**20, (n_points, n_feat)).astype(np.int32)
+        points[rng.integers(n_points), 0] = -2**31          # extremes anywhere
+        points[rng.integers(n_points), -1] = 2**31 - 1
+        low, high = K.feature_range(points)
+        assert np.array_equal(low, points.min(axis=0)) and low.dtype == np.int64
+        assert np.array_equal(high, points.max(axis=0)) and high.dtype == np.int64
+
+
 @pytest.mark.parametrize("workers", WORKERS)
 def test_full_search_kernel_sums_every_worker(workers):
     """Planted bug 'keep only worker 0's partial sums': the pixel path's sums."""
