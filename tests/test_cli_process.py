@@ -244,3 +244,35 @@ def test_closed_pipe_on_stdout_is_a_quiet_exit_1(work, rgb, args):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+# --------------------------------------------------------------------------
+# start-up: Numba's BLAS probe
+# --------------------------------------------------------------------------
+BLAS_PROBE = textwrap.dedent("""
+    import sys
+    sys.argv[0] = sys.argv[1]                       # "kmeans-fast": the command; else a program
+    from kmeans_fast import cli
+    cli._import_numba_without_blas_probe()
+    import numba.np.arraymath
+    print(int("scipy.linalg" in sys.modules), int(numba.np.arraymath._HAVE_BLAS), end=" ")
+    import scipy.linalg.cython_blas                 # SciPy itself still imports afterwards
+    print(int("scipy.linalg" in sys.modules))
+""")
+
+
+def test_the_command_skips_numbas_scipy_blas_probe_and_a_program_keeps_it(work, rgb):
+    pytest.importorskip("scipy.linalg")
+    save(work / "photo.png", rgb)
+    done = run([sys.executable, "-X", "importtime", *COMMAND[1:], "photo.png", *SMALL], work,
+               text=True)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "numba.np.arraymath" in imported and "scipy.linalg" not in imported
+    command = run([sys.executable, "-c", BLAS_PROBE, "kmeans-fast"], work)
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.decode().split() == ["0", "0", "1"]   # no BLAS; SciPy imports later
+    program = run([sys.executable, "-c", BLAS_PROBE, "my_program.py"], work)
+    assert program.returncode == 0, program.stderr
+    assert program.stdout.decode().split() == ["1", "1", "1"]   # a program: Numba as usual
