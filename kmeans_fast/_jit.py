@@ -41,6 +41,12 @@ A locator registered this way covers every kernel of the package, converted to
 imported, before any kernel module is.  Set ``NUMBA_CACHE_LOCATOR_CLASSES`` to
 choose locators yourself; Numba then ignores this one.
 
+Start-up
+--------
+:func:`skip_blas_probe` spares the command and its batch workers Numba's import
+of ``scipy.linalg`` (0.3 s), which only decides whether compiled
+``np.correlate`` may call BLAS.
+
 First run
 ---------
 Compiling every kernel takes several seconds the first time each kind of input
@@ -263,6 +269,33 @@ try:
     REGISTERED = True
 except AttributeError:                  # Numba's caching internals changed: its defaults apply
     REGISTERED = False
+
+
+# ---------------------------------------------------------------------------
+# Start-up
+# ---------------------------------------------------------------------------
+def skip_blas_probe():
+    """Let Numba load its array functions without probing for SciPy's BLAS.
+
+    Where SciPy is installed, Numba's first compile or cache load imports
+    ``scipy.linalg`` (0.3 s on the 2-core machine, a quarter of the command's
+    start-up) only to decide whether compiled ``np.correlate`` and
+    ``np.convolve`` may call BLAS; the kernels here call neither.  With the
+    module's name held empty, the probe finds no BLAS at once; the name is
+    released afterwards, so SciPy imports as usual later.  For processes that
+    only run this package (the command, its batch workers): it changes Numba
+    for everything else in the process.  Does nothing once Numba has loaded
+    its array functions.
+    """
+    name = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or name in sys.modules:
+        return
+    sys.modules[name] = None         # "import scipy.linalg.cython_blas" fails at once
+    try:
+        import numba.np.arraymath  # noqa: F401  (the probe runs on import)
+    finally:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
 
 
 # ---------------------------------------------------------------------------

@@ -108,6 +108,8 @@ def _init_worker(threads):
     # which kmeans_fast.io turns into a clean exit while it writes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kio.return_freed_memory()   # as the command does (a spawned process starts anew)
+    from ._jit import skip_blas_probe
+    skip_blas_probe()
     import numba
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 

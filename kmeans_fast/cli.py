@@ -45,29 +45,6 @@ def _interrupted_now(signum, frame=None):
     os._exit(128 + signum)
 
 
-def _import_numba_without_blas_probe():
-    """Import Numba without its probe for SciPy's BLAS (the command only).
-
-    Where SciPy is installed, Numba's first compile or cache load imports
-    ``scipy.linalg`` (0.3 s on the 2-core machine, a quarter of the command's
-    start-up) only to decide
-    whether compiled ``np.correlate`` and ``np.convolve`` may call BLAS; this
-    package's kernels call neither.  With the module's name held empty during
-    the import, the probe finds no BLAS; the name is released afterwards, so
-    SciPy imports as usual later.  Only in the command's own process: a
-    program that imports the library keeps Numba's defaults.
-    """
-    name = "scipy.linalg.cython_blas"
-    if "numba" in sys.modules or name in sys.modules or not _run_as_program():
-        return
-    sys.modules[name] = None         # "import scipy.linalg.cython_blas" fails at once
-    try:
-        import numba.np.arraymath  # noqa: F401  (the probe; Numba loads it on first use)
-    finally:
-        if name in sys.modules and sys.modules[name] is None:
-            del sys.modules[name]
-
-
 # Ctrl-C while Python imports click would otherwise end in a traceback.
 if _run_as_program() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_now)
@@ -632,7 +609,9 @@ def compress(ctx, images, colors, steps, init, seed, space, dither, plain, dithe
     """
     from . import io as kio     # the library: imported now, not at start-up (see _Group)
     kio.return_freed_memory()   # image-sized temporaries go back to the OS when freed
-    _import_numba_without_blas_probe()
+    if _run_as_program():
+        from ._jit import skip_blas_probe
+        skip_blas_probe()       # start-up: no scipy.linalg (a library user keeps Numba's)
 
     def given(name):
         return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT

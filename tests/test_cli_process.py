@@ -251,9 +251,16 @@ def test_closed_pipe_on_stdout_is_a_quiet_exit_1(work, rgb, args):
 # --------------------------------------------------------------------------
 BLAS_PROBE = textwrap.dedent("""
     import sys
-    sys.argv[0] = sys.argv[1]                       # "kmeans-fast": the command; else a program
-    from kmeans_fast import cli
-    cli._import_numba_without_blas_probe()
+    mode = sys.argv[1]
+    if mode == "worker":                            # a batch worker's start
+        from kmeans_fast import batch
+        batch._init_worker(1)
+    else:                                           # "kmeans-fast": the command; else a program
+        sys.argv[0] = mode
+        from kmeans_fast import cli
+        if cli._run_as_program():
+            from kmeans_fast._jit import skip_blas_probe
+            skip_blas_probe()
     import numba.np.arraymath
     print(int("scipy.linalg" in sys.modules), int(numba.np.arraymath._HAVE_BLAS), end=" ")
     import scipy.linalg.cython_blas                 # SciPy itself still imports afterwards
@@ -270,9 +277,10 @@ def test_the_command_skips_numbas_scipy_blas_probe_and_a_program_keeps_it(work, 
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "numba.np.arraymath" in imported and "scipy.linalg" not in imported
-    command = run([sys.executable, "-c", BLAS_PROBE, "kmeans-fast"], work)
-    assert command.returncode == 0, command.stderr
-    assert command.stdout.decode().split() == ["0", "0", "1"]   # no BLAS; SciPy imports later
+    for mode in ("kmeans-fast", "worker"):
+        started = run([sys.executable, "-c", BLAS_PROBE, mode], work)
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.decode().split() == ["0", "0", "1"]   # no BLAS; SciPy later
     program = run([sys.executable, "-c", BLAS_PROBE, "my_program.py"], work)
     assert program.returncode == 0, program.stderr
     assert program.stdout.decode().split() == ["1", "1", "1"]   # a program: Numba as usual
