@@ -65,36 +65,100 @@ def _share(n, t, n_workers):
 # drops its negative-index wraparound check and LLVM can vectorise the loop.
 
 # --------------------------------------------------------------------------
-# Colour histogram, up to 3 channels: a presence bitmap over all 2**(8C) keys
-# (2 MiB for RGB), interleaved with per-word rank prefixes.  Memory stays far
-# below the image's size and every lookup is one cache line and a popcount.
+# Colour histogram, up to 3 channels: one pass counts every key in a byte per
+# possible key (16 MiB for RGB, per pixel group; counts past 255 are noted
+# apart); the keys present make a bitmap over all 2**(8C) keys (2 MiB for RGB),
+# interleaved with per-word rank prefixes, so that every later lookup is one
+# cache line and a popcount.
 # --------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _count_key(cnt, key, spill, m):
+    """Add one to a byte counter; on a wrap to 0 note the key.  Returns the spill's length."""
+    v = np.uint8(cnt[key] + 1)           # (a sum of uint8 is typed int64: wrap it here)
+    cnt[key] = v
+    if v == 0:
+        spill[m] = key
+        m += 1
+    return m
+
+
 @njit(parallel=True, cache=True)
-def presence_bitmap(pixels, n_workers):
-    """Bitmap of the colour keys present in ``pixels``.
+def count_keys(pixels, counts, spill, n_spill, n_workers):
+    """One pass over the pixels: every colour key's count modulo 256, and
+    where a count wrapped.
+
+    A byte counter per possible key (16 MiB for RGB) costs one memory access
+    per pixel.  With ``n_groups = counts.shape[0]`` pixel groups, task t
+    counts the pixels of group ``t % n_groups`` whose key lies in key range
+    ``t // n_groups`` (``max(1, n_workers // n_groups)`` ranges of whole
+    64-key words), into ``counts[t % n_groups]``: no two tasks write the same
+    byte.  A count that wraps from 255 to 0 notes its key in the task's
+    ``spill`` (at most one entry per 256 pixels); :func:`key_totals` adds
+    256 for each.
 
     pixels : (N, C) uint8, C-contiguous, C <= 3   # IN
-    returns (max(1, 2**(8C) / 64),) uint64
+    counts : (G, 2**(8C)) uint8, zeroed           # OUT  counts modulo 256
+    spill : (T, S) int64                          # OUT  S >= (pixels per group) / 256
+    n_spill : (T,) int64                          # OUT  entries of each task's spill
     """
     n, n_ch = pixels.shape
     flat = pixels.reshape(-1)
-    n_words = max(1, (1 << (8 * n_ch)) >> 6)
-    parts = np.zeros((n_workers, n_words), dtype=np.uint64)
-    for t in prange(n_workers):
-        a, b = _share(n, t, n_workers)
+    n_groups, n_keys = counts.shape
+    n_ranges = max(1, n_workers // n_groups)
+    n_words = max(1, n_keys >> 6)
+    for t in prange(n_groups * n_ranges):
+        g = t % n_groups
+        lo, hi = _share(n_words, t // n_groups, n_ranges)
+        first = np.int64(lo) << 6
+        span = np.uint64((np.int64(hi) << 6) - first)
+        a, b = _share(n, g, n_groups)
         blk = flat[a * n_ch:b * n_ch]
-        part = parts[t]
-        for i in range(b - a):
-            key = _key(blk, i, n_ch)
-            part[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+        cnt = counts[g]
+        out = spill[t]
+        m = 0
+        if n_ranges == 1:          # (a loop without the range test: ~20 % faster)
+            for i in range(b - a):
+                m = _count_key(cnt, _key(blk, i, n_ch), out, m)
+        else:
+            for i in range(b - a):
+                key = _key(blk, i, n_ch)
+                if np.uint64(key - first) < span:
+                    m = _count_key(cnt, key, out, m)
+        n_spill[t] = m
+
+
+@njit(parallel=True, cache=True)
+def key_bitmap(counts, spill, n_spill):
+    """Bitmap of the keys counted by :func:`count_keys`: a non-zero count in
+    any group, or a count that wrapped.
+
+    counts : (G, 2**(8C)) uint8   # IN
+    spill, n_spill                # IN   from count_keys
+    returns (max(1, 2**(8C) / 64),) uint64
+    """
+    n_groups, n_keys = counts.shape
+    n_words = max(1, n_keys >> 6)
+    wide = counts.view(np.uint64)                   # 8 counters per 64-bit word
     bitmap = np.zeros(n_words, dtype=np.uint64)
-    for t in prange(n_workers):
-        a, b = _share(n_words, t, n_workers)
-        for t2 in range(n_workers):
-            src = parts[t2, a:b]
-            dst = bitmap[a:b]
-            for w in range(b - a):
-                dst[w] |= src[w]
+    low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    high = np.uint64(0x8080808080808080)
+    gather = np.uint64(0x0002040810204081)          # bit 8j -> bit 49 + j, no carries
+    n_parts = max(1, min(64, n_words >> 10))
+    for p in prange(n_parts):
+        a, b = _share(n_words, p, n_parts)
+        for w in range(a, b):
+            bits = np.uint64(0)
+            for q in range(8):
+                x = np.uint64(0)
+                for g in range(n_groups):
+                    x |= wide[g, 8 * w + q]
+                y = ((((x & low7) + low7) | x) & high) >> np.uint64(7)   # bit 8j: byte j > 0
+                bits |= (((y * gather) >> np.uint64(49)) & np.uint64(255)) << np.uint64(8 * q)
+            bitmap[w] = bits
+    for t in range(spill.shape[0]):
+        for q in range(n_spill[t]):
+            key = spill[t, q]
+            bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
     return bitmap
 
 
@@ -132,34 +196,37 @@ def table_colours(table, n_channels, colours):
 
 
 @njit(parallel=True, cache=True)
-def table_counts(pixels, table, counts, n_workers):
-    """Pixel count of every colour.
+def key_totals(table, counts, spill, n_spill, totals):
+    """Pixel count of every colour present, from :func:`count_keys`: the
+    groups' counts modulo 256, plus 256 for each time a count wrapped.
 
-    With ``n_groups = counts.shape[0]`` pixel groups, worker t counts
-    the pixels of group ``t % n_groups`` whose key lies in the bitmap words
-    of key range ``t // n_groups``, into ``counts[t % n_groups]``: no
-    two workers write the same counter, and memory is n_groups * D counters.
-
-    pixels : (N, C) uint8, C-contiguous   # IN
-    table : (W, 2) uint64                 # IN   from rank_table
-    counts : (G, D) int32|int64, zeroed   # OUT  per-group counts; sum over axis 0
+    table : (W, 2) uint64              # IN   from rank_table
+    counts : (G, 2**(8C)) uint8        # IN
+    spill : (T, S) int64               # IN
+    n_spill : (T,) int64               # IN
+    totals : (D,) int64                # OUT  in key order
     """
-    n, n_ch = pixels.shape
-    flat = pixels.reshape(-1)
-    n_groups = counts.shape[0]
-    n_ranges = max(1, n_workers // n_groups)
     n_words = table.shape[0]
-    for t in prange(n_groups * n_ranges):
-        g = t % n_groups
-        lo, hi = _share(n_words, t // n_groups, n_ranges)
-        a, b = _share(n, g, n_groups)
-        blk = flat[a * n_ch:b * n_ch]
-        cnt = counts[g]
-        for i in range(b - a):
-            key = _key(blk, i, n_ch)
-            word = key >> 6
-            if word >= lo and word < hi:
-                cnt[_rank(table, key)] += 1
+    n_groups = counts.shape[0]
+    n_parts = max(1, min(64, n_words >> 10))
+    for p in prange(n_parts):
+        a, b = _share(n_words, p, n_parts)
+        for w in range(a, b):
+            bits = table[w, 0]
+            if bits == 0:
+                continue
+            r = np.int64(table[w, 1])
+            for j in range(64):
+                if (bits >> np.uint64(j)) & np.uint64(1):
+                    key = w * 64 + j
+                    total = np.int64(0)
+                    for g in range(n_groups):
+                        total += np.int64(counts[g, key])
+                    totals[r] = total
+                    r += 1
+    for t in range(spill.shape[0]):
+        for q in range(n_spill[t]):
+            totals[_rank(table, spill[t, q])] += 256
 
 
 @njit(parallel=True, cache=True)

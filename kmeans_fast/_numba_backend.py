@@ -62,9 +62,11 @@ class Lookup:
     """The distinct colours of an image (sorted by key), their counts, and the
     structure that maps each pixel to its colour's index.
 
-    C <= 3: a presence bitmap interleaved with rank prefixes (one cache line
-    per lookup); C = 4, and small images (below :data:`SORTED_BELOW` pixels,
-    where clearing and scanning the 2 MiB bitmap would cost more than
+    C <= 3: one pass counts every key in a byte per possible key (with the
+    counts that wrapped past 255 kept apart); the keys present form a bitmap,
+    and the remap looks pixels up in a presence bitmap interleaved with rank prefixes
+    (one cache line per lookup).  C = 4, and small images (below
+    :data:`SORTED_BELOW` pixels, where the bitmap's fixed cost would exceed
     sorting): sorted 32-bit keys (binary search).
     """
 
@@ -72,19 +74,23 @@ class Lookup:
         n_ch = pixels.shape[1]
         self.n_workers = n_workers = _workers(pixels.shape[0])
         if n_ch <= 3 and pixels.shape[0] >= SORTED_BELOW:
-            self.table, n_distinct = K.rank_table(K.presence_bitmap(pixels, n_workers))
+            # A byte counter per possible key for each pixel group: as many
+            # groups as fit in half the image's size (pixel groups parallelise
+            # the count; key ranges parallelise it without more memory).
+            n_pixels = pixels.shape[0]
+            n_keys = 1 << (8 * n_ch)
+            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // n_keys)))
+            n_tasks = n_groups * max(1, n_workers // n_groups)
+            counts = np.zeros((n_groups, n_keys), dtype=np.uint8)
+            spill = np.empty((n_tasks, -(-n_pixels // n_groups) // 256 + 1), dtype=np.int64)
+            n_spill = np.empty(n_tasks, dtype=np.int64)
+            K.count_keys(pixels, counts, spill, n_spill, n_workers)
+            self.table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
             self.keys = None
             self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
             K.table_colours(self.table, n_ch, self.colours)
-            # Per-group counters parallelise the count over pixels; key ranges
-            # parallelise it without extra counters.  Use as many pixel groups
-            # as fit in half the image's size.
-            dtype = np.int32 if pixels.shape[0] < 2**31 else np.int64
-            size = np.dtype(dtype).itemsize * n_distinct
-            n_groups = int(max(1, min(n_workers, pixels.nbytes // 2 // size)))
-            counts = np.zeros((n_groups, n_distinct), dtype=dtype)
-            K.table_counts(pixels, self.table, counts, n_workers)
-            self.counts = counts.sum(axis=0, dtype=np.int64)
+            self.counts = np.empty(n_distinct, dtype=np.int64)
+            K.key_totals(self.table, counts, spill, n_spill, self.counts)
         else:
             keys = np.empty(pixels.shape[0], dtype=np.uint32)
             K.pack_keys(pixels, keys, n_workers)

@@ -105,6 +105,34 @@ def test_histogram_kernels_at_any_worker_count(workers, sorted_below, monkeypatc
         assert np.array_equal(colours[labels], pixels)
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+@pytest.mark.parametrize("n_ch", [1, 3])
+def test_byte_counters_that_wrap_are_counted_exactly(workers, n_ch):
+    # counts of 255, 256 (a byte counter back at 0), 257, 512, 513 and 1,
+    # in pixel groups (gray: 256 keys) and in key ranges (RGB: 16 MiB keys)
+    rng = np.random.default_rng(n_ch)
+    wanted = [255, 256, 257, 512, 513, 1, 256 * 9]
+    n_extra = 249 if n_ch == 1 else 60000                   # gray: every key
+    keys = rng.choice(256 ** n_ch, size=len(wanted) + n_extra, replace=False)
+    if n_ch == 3:           # the first and last keys of every task's key range
+        words = 256 ** 3 // 64
+        edges = {words * r // workers * 64 + d for r in range(workers + 1) for d in (-1, 0)}
+        edges = np.array(sorted(e for e in edges if 0 <= e < 256 ** 3))
+        keys = np.concatenate([keys, np.setdiff1d(edges, keys)])
+        n_extra = len(keys) - len(wanted)
+    extra = rng.integers(250, 300, n_extra) if n_ch == 1 else rng.integers(1, 3, n_extra)
+    pixel_keys = rng.permutation(np.repeat(keys, np.concatenate([wanted, extra])))
+    assert len(pixel_keys) >= nb.SORTED_BELOW                   # the byte-counter path
+    shifts = 8 * np.arange(n_ch - 1, -1, -1)
+    pixels = ((pixel_keys[:, None] >> shifts) & 255).astype(np.uint8)
+    with nb.forced_workers(workers):
+        colours, counts, _ = nb.histogram(np.ascontiguousarray(pixels))
+    expected_colours, expected_counts = np.unique(pixels, axis=0, return_counts=True)
+    assert np.array_equal(colours, expected_colours)
+    assert np.array_equal(counts, expected_counts)
+    assert set(wanted) <= set(counts.tolist())
+
+
 @pytest.mark.parametrize("arrange", [True, False])
 @pytest.mark.parametrize("k", [1, 2, 7, 64])
 def test_kmeanspp_seeding_equals_the_reference(arrange, k):
