@@ -230,13 +230,30 @@ def key_totals(table, counts, spill, n_spill, totals):
 
 
 @njit(parallel=True, cache=True)
-def table_remap(pixels, table, colour_labels, labels, n_workers):
-    """labels[p] = colour_labels[colour index of pixel p].
+def key_labels(colours, colour_labels, lut):
+    """lut[key of colour i] = colour_labels[i]: a label per possible key
+    (16 MiB for RGB and uint8 labels); keys of absent colours are not written.
+
+    colours : (D, C) uint8, C <= 3     # IN
+    colour_labels : (D,) uint8|uint16  # IN
+    lut : (2**(8C),) uint8|uint16      # OUT  (only the colours' keys)
+    """
+    n_ch = colours.shape[1]
+    for i in prange(colours.shape[0]):
+        key = np.int64(0)
+        for c in range(n_ch):
+            key = (key << 8) | np.int64(colours[i, c])
+        lut[key] = colour_labels[i]
+
+
+@njit(parallel=True, cache=True)
+def key_remap(pixels, lut, labels, n_workers):
+    """labels[p] = lut[key of pixel p]: one memory access per pixel (a rank
+    through the bitmap is two, and a popcount).
 
     pixels : (N, C) uint8, C-contiguous   # IN
-    table : (W, 2) uint64                 # IN   from rank_table
-    colour_labels : (D,) int              # IN
-    labels : (N,) uint8 | uint16          # OUT
+    lut : (2**(8C),) uint8|uint16         # IN   from key_labels
+    labels : (N,) uint8|uint16            # OUT
     """
     n, n_ch = pixels.shape
     flat = pixels.reshape(-1)
@@ -245,7 +262,7 @@ def table_remap(pixels, table, colour_labels, labels, n_workers):
         blk = flat[a * n_ch:b * n_ch]
         out = labels[a:b]
         for i in range(b - a):
-            out[i] = colour_labels[_rank(table, _key(blk, i, n_ch))]
+            out[i] = lut[_key(blk, i, n_ch)]
 
 
 # --------------------------------------------------------------------------

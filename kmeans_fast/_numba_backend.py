@@ -103,11 +103,13 @@ class Lookup:
 
     def remap(self, pixels, colour_labels, labels):
         """labels[p] = colour_labels[colour index of pixel p]."""
-        # in the labels' own (narrower) type, the per-colour table is a quarter
-        # of the size (k <= 256: 0.7 MB for 700,000 colours): it stays in cache
         colour_labels = colour_labels.astype(labels.dtype, copy=False)
         if self.keys is None:
-            K.table_remap(pixels, self.table, colour_labels, labels, self.n_workers)
+            # a label per possible key (16 MiB for RGB, k <= 256): one memory
+            # access per pixel, 1.3x faster than ranks through the bitmap
+            lut = np.empty(1 << (8 * pixels.shape[1]), dtype=labels.dtype)
+            K.key_labels(self.colours, colour_labels, lut)
+            K.key_remap(pixels, lut, labels, self.n_workers)
         else:
             K.sorted_remap(pixels, self.keys, colour_labels, labels, self.n_workers)
 
