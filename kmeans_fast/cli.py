@@ -322,9 +322,17 @@ def _stdout_failed(error, what):
 
 
 def _write_stdout(data, what):
+    """All of ``data`` to standard output.  A pipe whose reader leaves midway
+    takes part of a write and fails the next: the binary buffer returns the
+    part's length rather than raising, so the rest is written until it does."""
     try:
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
+        view = memoryview(data)
+        while len(view):
+            n = sys.stdout.buffer.write(view)
+            if not n:
+                raise OSError(errno.EIO, "nothing written")
+            view = view[n:]
         sys.stdout.buffer.flush()
     except OSError as e:
         _stdout_failed(e, what)

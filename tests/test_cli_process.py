@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import encode, foreground_signals, save
@@ -244,6 +245,22 @@ def test_closed_pipe_on_stdout_is_a_quiet_exit_1(work, rgb, args):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_a_reader_that_leaves_midway_is_an_exit_1_not_a_success(work):
+    """``kmeans-fast ... -o - | head -c 10``: the pipe takes 64 KiB of the PNG,
+    then its reader is gone; the command must not report the PNG written."""
+    rng = np.random.default_rng(0)
+    save(work / "noise.png", rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    command = [*COMMAND, "noise.png", "-k", "64", "--steps", "2", "--no-jpeg", "-o", "-"]
+    reader = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.buffer.read(1000)"],
+                              stdin=subprocess.PIPE)
+    try:
+        done = run(command, work, stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=60)
+    assert (done.returncode, done.stderr) == (1, "")      # a quiet exit 1, like ``| head``
 
 
 # --------------------------------------------------------------------------
