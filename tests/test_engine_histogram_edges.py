@@ -1,0 +1,93 @@
+"""The byte-counter histogram at its edges (review break4): the bitmap read off
+the counters 8 at a time, and the spill lists of counts that wrap past 255.
+Each test names the planted bug it catches."""
+
+import numpy as np
+import pytest
+
+from kmeans_fast import _kernels as K
+from kmeans_fast import _numba_backend as nb
+
+from engine_cases import WORKERS
+
+
+def expected_bitmap(counts, spilled):
+    """Bit k of word k // 64 set where any group counts key k or k wrapped."""
+    present = (counts != 0).any(axis=0)
+    present[spilled] = True
+    return np.packbits(present, bitorder="little").view(np.uint64)
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 3])
+def test_key_bitmap_sees_every_byte_value_at_every_position(n_groups):
+    """Planted bugs: 'a byte >= 128 with its low 7 bits 0 (a count of 128,
+    384, ...) reads as absent'; 'the bitmap reads only the last group'."""
+    rng = np.random.default_rng(n_groups)
+    n_keys = 256 * 256                       # block v of 256 keys: variant v
+    value, i = np.divmod(np.arange(n_keys), 256)
+    # dense: every key a value, each (key position, value) pair once over the
+    # blocks; sparse: a value alone among zeros in every third 8-byte word
+    dense = ((i * 37 + value) % 256).astype(np.uint8)
+    sparse = np.where((i >> 3) % 3 == value % 3, value, 0).astype(np.uint8)
+    for row in (dense, sparse):
+        counts = np.zeros((n_groups, n_keys), dtype=np.uint8)
+        counts[rng.integers(0, n_groups, n_keys), np.arange(n_keys)] = row   # one group a key
+        n_tasks = n_groups + 1
+        spill = rng.integers(0, n_keys, (n_tasks, 40))
+        n_spill = rng.integers(0, 41, n_tasks)
+        spilled = np.concatenate([spill[t, :n_spill[t]] for t in range(n_tasks)])
+        bitmap = K.key_bitmap(counts, spill, n_spill)
+        assert np.array_equal(bitmap, expected_bitmap(counts, spilled)), row is dense
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+@pytest.mark.parametrize("n_ch", [1, 3])
+def test_one_colour_fills_its_spill_list_within_capacity(workers, n_ch, monkeypatch):
+    """Planted bugs: 'spill capacity ceil(N/G) // 512 + 1' and 'spill rows for
+    the groups only, not every task': writes past the lists' ends (Numba has no
+    bounds checks), so the kernel runs here on room to spare and the test checks
+    what it used against what Lookup allocated."""
+    used = []
+    real = K.count_keys
+
+    def roomy_count_keys(pixels, counts, spill, n_spill, n_workers):
+        n_groups = counts.shape[0]
+        n_tasks = n_groups * max(1, n_workers // n_groups)       # count_keys' tasks
+        room = np.empty((n_tasks, pixels.shape[0] // 256 + 1), dtype=np.int64)
+        room_n = np.empty(n_tasks, dtype=np.int64)
+        real(pixels, counts, room, room_n, n_workers)
+        used.append((room_n.copy(), spill.shape, n_spill.shape))
+        assert spill.shape[0] >= n_tasks and n_spill.shape[0] >= n_tasks
+        assert room_n.max() <= spill.shape[1]
+        spill[:n_tasks] = room[:, :spill.shape[1]]
+        n_spill[:n_tasks] = room_n
+
+    monkeypatch.setattr(K, "count_keys", roomy_count_keys)
+    monkeypatch.setattr(nb, "SORTED_BELOW", 0)                   # the byte counters, small
+    n_pixels = 256 * 40 + 255
+    colour = np.array([200, 7, 129][:n_ch], dtype=np.uint8)
+    pixels = np.ascontiguousarray(np.broadcast_to(colour, (n_pixels, n_ch)))
+    with nb.forced_workers(workers):
+        colours, counts, lookup = nb.histogram(pixels)
+        labels = np.zeros(n_pixels, dtype=np.uint8)
+        lookup.remap(pixels, np.array([1]), labels)
+    assert colours.tolist() == [colour.tolist()] and counts.tolist() == [n_pixels]
+    assert (labels == 1).all()
+    (room_n, _, _), = used
+    assert room_n.sum() >= n_pixels // 256 - workers     # the lists were really used
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 7, 16])
+def test_gray_counts_of_128_and_multiples_of_256_in_every_group(workers, monkeypatch):
+    """Planted bugs: 'byte 128 reads as absent' and 'spills not added', with
+    each pixel group (gray: one per worker) holding a count of exactly 256."""
+    levels = np.arange(256)
+    per_group = np.where(levels % 4 == 0, 256, np.where(levels % 4 == 1, 128, levels % 3))
+    pixels = np.concatenate([np.repeat(levels, per_group).astype(np.uint8)] * workers)
+    pixels = np.ascontiguousarray(pixels[:, None])
+    monkeypatch.setattr(nb, "SORTED_BELOW", 0)                   # the byte counters
+    with nb.forced_workers(workers):
+        colours, counts, _ = nb.histogram(pixels)
+    expected = per_group * workers
+    assert np.array_equal(colours[:, 0], levels[expected > 0])
+    assert np.array_equal(counts, expected[expected > 0])
