@@ -738,7 +738,9 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
         acc = np.zeros((k, n_ch), dtype=np.int64)
         cnt = np.zeros(k, dtype=np.int64)
         cands = np.empty((depth_max + 1, k), dtype=np.int64)
-        cxyz = np.zeros((depth_max + 1, 4 * k))
+        # (np.empty: only the rows' used fronts are ever touched, so at large k
+        # the deep levels' short lists keep it from being resident)
+        cxyz = np.empty((depth_max + 1, 4 * k))
         stack_node = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_depth = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_n = np.empty(2 * depth_max + 2, dtype=np.int64)
@@ -757,8 +759,8 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
             top0 = cxyz[0]
             for j in range(k):
                 cands[0, j] = j
-                for c in range(n_ch):
-                    top0[4 * j + c] = centers[j, c]
+                for c in range(4):
+                    top0[4 * j + c] = centers[j, c] if c < n_ch else 0.0
             top = 1
             while top > 0:
                 top -= 1
