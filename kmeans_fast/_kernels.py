@@ -68,8 +68,9 @@ def _share(n, t, n_workers):
 # Colour histogram, up to 3 channels: one pass counts every key in a byte per
 # possible key (16 MiB for RGB, per pixel group; counts past 255 are noted
 # apart); the keys present make a bitmap over all 2**(8C) keys (2 MiB for RGB),
-# interleaved with per-word rank prefixes, so that every later lookup is one
-# cache line and a popcount.
+# interleaved with per-word rank prefixes, so that a colour's index is one
+# cache line and a popcount away (dithering looks colours up so).  The remap
+# goes through a label per possible key instead (key_labels, key_remap).
 # --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def _count_key(cnt, key, spill, m):
@@ -93,8 +94,8 @@ def count_keys(pixels, counts, spill, n_spill, n_workers):
     ``t // n_groups`` (``max(1, n_workers // n_groups)`` ranges of whole
     64-key words), into ``counts[t % n_groups]``: no two tasks write the same
     byte.  A count that wraps from 255 to 0 notes its key in the task's
-    ``spill`` (at most one entry per 256 pixels); :func:`key_totals` adds
-    256 for each.
+    ``spill`` (at most one entry per 256 pixels); :func:`table_histogram`
+    adds 256 for each.
 
     pixels : (N, C) uint8, C-contiguous, C <= 3   # IN
     counts : (G, 2**(8C)) uint8, zeroed           # OUT  counts modulo 256
@@ -178,36 +179,21 @@ def rank_table(bitmap):
 
 
 @njit(parallel=True, cache=True)
-def table_colours(table, n_channels, colours):
-    """Unpack the keys present into their colours, in key order.
-
-    table : (W, 2) uint64              # IN   from rank_table
-    colours : (D, C) uint8             # OUT
-    """
-    for w in prange(table.shape[0]):
-        bits = table[w, 0]
-        r = np.int64(table[w, 1])
-        for b in range(64):
-            if (bits >> np.uint64(b)) & np.uint64(1):
-                key = w * 64 + b
-                for c in range(n_channels):
-                    colours[r, c] = (key >> (8 * (n_channels - 1 - c))) & 255
-                r += 1
-
-
-@njit(parallel=True, cache=True)
-def key_totals(table, counts, spill, n_spill, totals):
-    """Pixel count of every colour present, from :func:`count_keys`: the
-    groups' counts modulo 256, plus 256 for each time a count wrapped.
+def table_histogram(table, counts, spill, n_spill, colours, totals):
+    """The colours present, in key order, and their pixel counts, from
+    :func:`count_keys`: the groups' counts modulo 256, plus 256 for each
+    time a count wrapped.
 
     table : (W, 2) uint64              # IN   from rank_table
     counts : (G, 2**(8C)) uint8        # IN
     spill : (T, S) int64               # IN
     n_spill : (T,) int64               # IN
-    totals : (D,) int64                # OUT  in key order
+    colours : (D, C) uint8             # OUT
+    totals : (D,) int64                # OUT
     """
     n_words = table.shape[0]
     n_groups = counts.shape[0]
+    n_ch = colours.shape[1]
     n_parts = max(1, min(64, n_words >> 10))
     for p in prange(n_parts):
         a, b = _share(n_words, p, n_parts)
@@ -219,6 +205,8 @@ def key_totals(table, counts, spill, n_spill, totals):
             for j in range(64):
                 if (bits >> np.uint64(j)) & np.uint64(1):
                     key = w * 64 + j
+                    for c in range(n_ch):
+                        colours[r, c] = (key >> (8 * (n_ch - 1 - c))) & 255
                     total = np.int64(0)
                     for g in range(n_groups):
                         total += np.int64(counts[g, key])
@@ -234,16 +222,14 @@ def key_labels(colours, colour_labels, lut):
     """lut[key of colour i] = colour_labels[i]: a label per possible key
     (16 MiB for RGB and uint8 labels); keys of absent colours are not written.
 
-    colours : (D, C) uint8, C <= 3     # IN
-    colour_labels : (D,) uint8|uint16  # IN
+    colours : (D, C) uint8, C-contiguous, C <= 3   # IN
+    colour_labels : (D,) uint8|uint16              # IN
     lut : (2**(8C),) uint8|uint16      # OUT  (only the colours' keys)
     """
     n_ch = colours.shape[1]
+    flat = colours.reshape(-1)
     for i in prange(colours.shape[0]):
-        key = np.int64(0)
-        for c in range(n_ch):
-            key = (key << 8) | np.int64(colours[i, c])
-        lut[key] = colour_labels[i]
+        lut[_key(flat, i, n_ch)] = colour_labels[i]
 
 
 @njit(parallel=True, cache=True)
@@ -741,6 +727,9 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
         # (np.empty: only the rows' used fronts are ever touched, so at large k
         # the deep levels' short lists keep it from being resident)
         cxyz = np.empty((depth_max + 1, 4 * k))
+        cxyz[0] = _padded_centers(centers)      # level 0, every subtree: all k
+        for j in range(k):
+            cands[0, j] = j
         stack_node = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_depth = np.empty(2 * depth_max + 2, dtype=np.int64)
         stack_n = np.empty(2 * depth_max + 2, dtype=np.int64)
@@ -756,11 +745,6 @@ def assign_tree(points, weights, size, lo, hi, sums, wsum, centers, margin, labe
             stack_node[0] = n_tasks + task
             stack_depth[0] = 0
             stack_n[0] = k
-            top0 = cxyz[0]
-            for j in range(k):
-                cands[0, j] = j
-                for c in range(4):
-                    top0[4 * j + c] = centers[j, c] if c < n_ch else 0.0
             top = 1
             while top > 0:
                 top -= 1

@@ -63,9 +63,10 @@ class Lookup:
     structure that maps each pixel to its colour's index.
 
     C <= 3: one pass counts every key in a byte per possible key (with the
-    counts that wrapped past 255 kept apart); the keys present form a bitmap,
-    and the remap looks pixels up in a presence bitmap interleaved with rank prefixes
-    (one cache line per lookup).  C = 4, and small images (below
+    counts that wrapped past 255 kept apart); the keys present form a bitmap
+    interleaved with rank prefixes (``table``: a colour's index in one cache
+    line, for dithering), and the remap writes a label per possible key and
+    reads it per pixel.  C = 4, and small images (below
     :data:`SORTED_BELOW` pixels, where the bitmap's fixed cost would exceed
     sorting): sorted 32-bit keys (binary search).
     """
@@ -88,9 +89,8 @@ class Lookup:
             self.table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
             self.keys = None
             self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
-            K.table_colours(self.table, n_ch, self.colours)
             self.counts = np.empty(n_distinct, dtype=np.int64)
-            K.key_totals(self.table, counts, spill, n_spill, self.counts)
+            K.table_histogram(self.table, counts, spill, n_spill, self.colours, self.counts)
         else:
             keys = np.empty(pixels.shape[0], dtype=np.uint32)
             K.pack_keys(pixels, keys, n_workers)
