@@ -62,11 +62,12 @@ class Lookup:
     """The distinct colours of an image (sorted by key), their counts, and the
     structure that maps each pixel to its colour's index.
 
-    C <= 3: one pass counts every key in a byte per possible key (with the
-    counts that wrapped past 255 kept apart); the keys present form a bitmap
-    interleaved with rank prefixes (``table``: a colour's index in one cache
-    line, for dithering), and the remap writes a label per possible key and
-    reads it per pixel.  C = 4, and small images (below
+    C <= 3: one pass counts every colour in a byte per possible colour (with
+    the counts that wrapped past 255 kept apart); the keys present form a
+    bitmap interleaved with rank prefixes (``table``: a colour's index in one
+    cache line, for dithering), and the remap writes a label per possible
+    colour and reads it per pixel.  Counters and labels sit at the colours'
+    codes (:data:`kmeans_fast._kernels.CODES`: near colours near in memory).  C = 4, and small images (below
     :data:`SORTED_BELOW` pixels, where the bitmap's fixed cost would exceed
     sorting): sorted 32-bit keys (binary search).
     """
@@ -75,7 +76,7 @@ class Lookup:
         n_ch = pixels.shape[1]
         self.n_workers = n_workers = _workers(pixels.shape[0])
         if n_ch <= 3 and pixels.shape[0] >= SORTED_BELOW:
-            # A byte counter per possible key for each pixel group: as many
+            # A byte counter per possible colour for each pixel group: as many
             # groups as fit in half the image's size (pixel groups parallelise
             # the count; key ranges parallelise it without more memory).
             n_pixels = pixels.shape[0]
@@ -105,11 +106,11 @@ class Lookup:
         """labels[p] = colour_labels[colour index of pixel p]."""
         colour_labels = colour_labels.astype(labels.dtype, copy=False)
         if self.keys is None:
-            # a label per possible key (16 MiB for RGB, k <= 256): one memory
-            # access per pixel, 1.3x faster than ranks through the bitmap
+            # a label per possible colour (16 MiB for RGB, k <= 256), at its
+            # code: one memory access per pixel, near the last pixel's
             lut = np.empty(1 << (8 * pixels.shape[1]), dtype=labels.dtype)
-            K.key_labels(self.colours, colour_labels, lut)
-            K.key_remap(pixels, lut, labels, self.n_workers)
+            K.code_labels(self.colours, colour_labels, lut)
+            K.code_remap(pixels, lut, labels, self.n_workers)
         else:
             K.sorted_remap(pixels, self.keys, colour_labels, labels, self.n_workers)
 
@@ -159,7 +160,7 @@ class Tree:
             self.points = np.empty((n_points, n_feat), dtype=np.int32)
             self.weights = np.empty(n_points, dtype=np.int64)
             self.order = K.tree_arrange(np.ascontiguousarray(points), weights, cell_of, bits,
-                                        self.points, self.weights)
+                                        self.points, self.weights, _workers(n_points))
         else:
             self.points = np.ascontiguousarray(points, dtype=np.int32)
             self.weights = np.ascontiguousarray(weights, dtype=np.int64)

@@ -9,6 +9,7 @@ from kmeans_fast import _kernels as K
 from kmeans_fast import _numba_backend as nb
 
 from engine_cases import WORKERS
+from test_engine_kernels import rgb_codes
 
 
 def expected_bitmap(counts, spilled):
@@ -38,6 +39,42 @@ def test_key_bitmap_sees_every_byte_value_at_every_position(n_groups):
         spilled = np.concatenate([spill[t, :n_spill[t]] for t in range(n_tasks)])
         bitmap = K.key_bitmap(counts, spill, n_spill)
         assert np.array_equal(bitmap, expected_bitmap(counts, spilled)), row is dense
+
+
+def test_rgb_codes_are_the_documented_layout():
+    """What the kernels rely on: every key its own code; 16 keys differing in
+    B's low nibble are 16 consecutive codes from a multiple of 16, in order
+    (key_bitmap reads them as one quarter-word); a 16x16x16 block of colours
+    is one 4 KiB run of codes (what makes near colours near in memory).
+    Planted bugs: 'low nibbles of G and B swapped' (runs broken), 'a high bit
+    of two channels at the same position' (not a bijection)."""
+    codes = rgb_codes()
+    assert np.array_equal(np.sort(codes), np.arange(256 ** 3))
+    runs = codes.reshape(-1, 16)
+    assert (runs[:, 0] % 16 == 0).all() and (np.diff(runs, axis=1) == 1).all()
+    block = codes.reshape(16, 16, 16, 16, 16, 16).transpose(0, 2, 4, 1, 3, 5)
+    block = block.reshape(16 ** 3, 16 ** 3)          # rows: the blocks
+    assert (block.max(axis=1) - block.min(axis=1) == 4095).all()
+    assert np.array_equal(np.sort(block[:, 0] >> 12), np.arange(4096))
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_rgb_bitmap_is_in_key_order(n_groups):
+    """Counters sit at codes; the bitmap is by key.  Planted bugs: 'a high
+    bit of the inverse table off by one channel', 'quarter-words stored at the
+    code's position'."""
+    rng = np.random.default_rng(5)
+    codes = rgb_codes()
+    keys = rng.choice(256 ** 3, 300000, replace=False)
+    counts = np.zeros((n_groups, 256 ** 3), dtype=np.uint8)
+    counts[rng.integers(0, n_groups, keys.size), codes[keys]] = rng.integers(1, 256, keys.size)
+    spill = rng.choice(256 ** 3, (2, 50))            # keys that wrapped
+    n_spill = np.array([50, 17])
+    bitmap = K.key_bitmap(counts, spill, n_spill)
+    spilled = np.concatenate([spill[0], spill[1, :17]])
+    present = np.zeros(256 ** 3, dtype=bool)
+    present[keys] = present[spilled] = True
+    assert np.array_equal(bitmap, np.packbits(present, bitorder="little").view(np.uint64))
 
 
 @pytest.mark.parametrize("workers", WORKERS)

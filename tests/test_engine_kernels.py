@@ -21,6 +21,13 @@ def full_search(points, weights, centers):
     return labels, sums[0], counts[0]
 
 
+def rgb_codes():
+    """The code of every RGB key (index: key), from the tables."""
+    keys = np.arange(256 ** 3)
+    codes = K.CODES[3]
+    return codes[0][keys >> 16] | codes[1][(keys >> 8) & 255] | codes[2][keys & 255]
+
+
 def tied_points():
     """Integer points and centers with many exact ties: centers two apart on a lattice."""
     g = np.arange(0, 12, dtype=np.int32)
@@ -109,15 +116,16 @@ def test_histogram_kernels_at_any_worker_count(workers, sorted_below, monkeypatc
 @pytest.mark.parametrize("n_ch", [1, 3])
 def test_byte_counters_that_wrap_are_counted_exactly(workers, n_ch):
     # counts of 255, 256 (a byte counter back at 0), 257, 512, 513 and 1,
-    # in pixel groups (gray: 256 keys) and in key ranges (RGB: 16 MiB keys)
+    # in pixel groups (gray: 256 keys) and in code ranges (RGB: 16 MiB codes)
     rng = np.random.default_rng(n_ch)
     wanted = [255, 256, 257, 512, 513, 1, 256 * 9]
     n_extra = 249 if n_ch == 1 else 60000                   # gray: every key
     keys = rng.choice(256 ** n_ch, size=len(wanted) + n_extra, replace=False)
-    if n_ch == 3:           # the first and last keys of every task's key range
+    if n_ch == 3:           # the first and last colours of every task's code range
         words = 256 ** 3 // 64
         edges = {words * r // workers * 64 + d for r in range(workers + 1) for d in (-1, 0)}
         edges = np.array(sorted(e for e in edges if 0 <= e < 256 ** 3))
+        edges = np.argsort(rgb_codes())[edges]               # code -> key
         keys = np.concatenate([keys, np.setdiff1d(edges, keys)])
         n_extra = len(keys) - len(wanted)
     extra = rng.integers(250, 300, n_extra) if n_ch == 1 else rng.integers(1, 3, n_extra)
@@ -131,6 +139,21 @@ def test_byte_counters_that_wrap_are_counted_exactly(workers, n_ch):
     assert np.array_equal(colours, expected_colours)
     assert np.array_equal(counts, expected_counts)
     assert set(wanted) <= set(counts.tolist())
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_tree_order_is_the_references_at_any_worker_count(workers):
+    """Planted bug: 'each share's points placed before the next share's, cell
+    by cell reversed' (a counting sort that is not stable across shares)."""
+    for name, space in (("astronaut", "rgb"), ("chelsea", "oklab")):
+        colours, counts = reference.histogram(photo(name).reshape(-1, 3))
+        points = colour.features(colours, space)
+        with nb.forced_workers(workers):
+            tree = nb.Tree(points, counts)
+        order = reference.tree_order(points)
+        assert np.array_equal(tree.order, order)
+        assert np.array_equal(tree.points, points[order])
+        assert np.array_equal(tree.weights, counts[order])
 
 
 @pytest.mark.parametrize("arrange", [True, False])
