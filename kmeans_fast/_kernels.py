@@ -70,13 +70,13 @@ def _share(n, t, n_workers):
 # apart); the keys present make a bitmap over all 2**(8C) keys (2 MiB for RGB),
 # interleaved with per-word rank prefixes, so that a colour's index is one
 # cache line and a popcount away (dithering looks colours up so).  The remap
-# goes through a label per possible key instead (code_labels, code_remap).
+# goes through a label per possible colour instead (code_labels, code_remap).
 #
 # The byte counters and the labels sit at a colour's *code*, not its key: for
 # RGB, the key's bits reordered so that near colours are near in memory.  In
 # key order (R << 16 | G << 8 | B) a step of 1 in R or G is another cache line
 # (64 KiB or 256 bytes away); neighbouring pixels of a photo differ by a few
-# levels in every channel, so nearly every pixel was a last-level-cache miss.
+# levels in every channel, so nearly every pixel missed the core's own caches.
 # The code keeps 16x16x16 blocks of colours in one 4 KiB page: its top 12 bits
 # interleave the channels' high nibbles (a Z-order curve over the blocks), its
 # low 12 bits are R, G and B's low nibbles in key order.  Counting and the
