@@ -128,3 +128,64 @@ def test_gray_counts_of_128_and_multiples_of_256_in_every_group(workers, monkeyp
     expected = per_group * workers
     assert np.array_equal(colours[:, 0], levels[expected > 0])
     assert np.array_equal(counts, expected[expected > 0])
+
+
+def histogram_of_counters(counts, spill, n_spill, n_ch):
+    """Colours and counts read back from count_keys' outputs, as Lookup does."""
+    table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
+    colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
+    totals = np.empty(n_distinct, dtype=np.int64)
+    K.table_histogram(table, counts, spill, n_spill, colours, totals)
+    return colours, totals
+
+
+@pytest.mark.parametrize("n_groups, workers", [(2, 2), (2, 7), (3, 16)])
+def test_rgb_count_keys_in_several_pixel_groups(n_groups, workers):
+    """RGB gets several pixel groups only at 22+ MP (Lookup sizes them by the
+    image), so no image test has them: the kernel runs here on a small image
+    with 2 or 3 groups.  Each group's byte counters must hold exactly its own
+    pixels' counts modulo 256, at their codes.  Planted bug: 'the 3-channel
+    loop counts every group into group 0's counters' (a race, and counts
+    lost or moved: no image test saw it)."""
+    rng = np.random.default_rng(n_groups * 10 + workers)
+    codes = rgb_codes()
+    keys = rng.choice(256 ** 3, 3000, replace=False)          # (counts up to 512: 600 K pixels)
+    reps = rng.choice([1, 2, 255, 256, 257, 512], keys.size)
+    pixel_keys = rng.permutation(np.repeat(keys, reps))
+    pixels = ((pixel_keys[:, None] >> np.array([16, 8, 0])) & 255).astype(np.uint8)
+    n = pixels.shape[0]
+    n_tasks = n_groups * max(1, workers // n_groups)
+    counts = np.zeros((n_groups, 256 ** 3), dtype=np.uint8)
+    spill = np.empty((n_tasks, -(-n // n_groups) // 256 + 1), dtype=np.int64)
+    n_spill = np.empty(n_tasks, dtype=np.int64)
+    K.count_keys(pixels, counts, spill, n_spill, workers)
+    for g in range(n_groups):                       # group g: its contiguous share
+        mine = pixel_keys[n * g // n_groups:n * (g + 1) // n_groups]
+        expected = np.bincount(codes[mine], minlength=256 ** 3).astype(np.uint8)   # mod 256
+        assert np.array_equal(counts[g], expected), g
+    colours, totals = histogram_of_counters(counts, spill, n_spill, 3)
+    order = np.argsort(keys)
+    assert np.array_equal(colours, (keys[order, None] >> np.array([16, 8, 0])) & 255)
+    assert np.array_equal(totals, reps[order])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 7, 16])
+def test_two_channel_histogram_and_remap(workers, monkeypatch):
+    """Two channels (gray + alpha: Lookup takes C <= 3) keep code = key:
+    every one of the 65536 colours, some 256 or 512 times.  Planted bug: 'the
+    2-channel code table with its bytes reversed' (key_bitmap reads 2-channel
+    counters in key order, so colours go missing or change)."""
+    rng = np.random.default_rng(workers)
+    reps = np.ones(256 ** 2, dtype=np.int64)
+    reps[rng.choice(256 ** 2, 60, replace=False)] = rng.choice([256, 512, 255, 257], 60)
+    pixel_keys = rng.permutation(np.repeat(np.arange(256 ** 2), reps))
+    pixels = ((pixel_keys[:, None] >> np.array([8, 0])) & 255).astype(np.uint8)
+    monkeypatch.setattr(nb, "SORTED_BELOW", 0)                   # the byte counters
+    with nb.forced_workers(workers):
+        colours, counts, lookup = nb.histogram(pixels)
+        labels = np.empty(pixels.shape[0], dtype=np.uint16)
+        lookup.remap(pixels, np.arange(len(colours)), labels)
+    assert len(colours) == 256 ** 2
+    assert np.array_equal((colours[:, 0].astype(np.int64) << 8) | colours[:, 1], np.arange(256 ** 2))
+    assert np.array_equal(counts, reps)
+    assert np.array_equal(labels, pixel_keys)
