@@ -67,9 +67,10 @@ class Lookup:
     bitmap interleaved with rank prefixes (``table``: a colour's index in one
     cache line, for dithering), and the remap writes a label per possible
     colour and reads it per pixel.  Counters and labels sit at the colours'
-    codes (:data:`kmeans_fast._kernels.CODES`: near colours near in memory).  C = 4, and small images (below
-    :data:`SORTED_BELOW` pixels, where the bitmap's fixed cost would exceed
-    sorting): sorted 32-bit keys (binary search).
+    codes (:data:`kmeans_fast._kernels.CODES`: near colours near in memory).
+    C = 4, and small images (below :data:`SORTED_BELOW` pixels, where the
+    bitmap's fixed cost would exceed sorting): sorted 32-bit keys (binary
+    search).
     """
 
     def __init__(self, pixels):

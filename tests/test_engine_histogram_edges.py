@@ -186,6 +186,7 @@ def test_two_channel_histogram_and_remap(workers, monkeypatch):
         labels = np.empty(pixels.shape[0], dtype=np.uint16)
         lookup.remap(pixels, np.arange(len(colours)), labels)
     assert len(colours) == 256 ** 2
-    assert np.array_equal((colours[:, 0].astype(np.int64) << 8) | colours[:, 1], np.arange(256 ** 2))
+    keys = (colours[:, 0].astype(np.int64) << 8) | colours[:, 1]
+    assert np.array_equal(keys, np.arange(256 ** 2))
     assert np.array_equal(counts, reps)
     assert np.array_equal(labels, pixel_keys)
