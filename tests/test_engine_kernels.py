@@ -1,6 +1,8 @@
 """Kernels at forced worker counts, the tree against a full search, and the
 bugs a review planted that the old suite missed (each test below names its bug)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -21,11 +23,21 @@ def full_search(points, weights, centers):
     return labels, sums[0], counts[0]
 
 
+@functools.lru_cache(maxsize=1)
 def rgb_codes():
-    """The code of every RGB key (index: key), from the tables."""
+    """The code of every RGB key (index: key), from the tables (read-only)."""
     keys = np.arange(256 ** 3)
     codes = K.CODES[3]
-    return codes[0][keys >> 16] | codes[1][(keys >> 8) & 255] | codes[2][keys & 255]
+    codes = codes[0][keys >> 16] | codes[1][(keys >> 8) & 255] | codes[2][keys & 255]
+    codes.flags.writeable = False
+    return codes
+
+
+def rgb_keys_of_codes(codes):
+    """The keys of RGB codes (the inverse of :func:`rgb_codes`)."""
+    inverse = np.empty(256 ** 3, dtype=np.int64)
+    inverse[rgb_codes()] = np.arange(256 ** 3)
+    return inverse[codes]
 
 
 def tied_points():
@@ -125,7 +137,7 @@ def test_byte_counters_that_wrap_are_counted_exactly(workers, n_ch):
         words = 256 ** 3 // 64
         edges = {words * r // workers * 64 + d for r in range(workers + 1) for d in (-1, 0)}
         edges = np.array(sorted(e for e in edges if 0 <= e < 256 ** 3))
-        edges = np.argsort(rgb_codes())[edges]               # code -> key
+        edges = rgb_keys_of_codes(edges)
         keys = np.concatenate([keys, np.setdiff1d(edges, keys)])
         n_extra = len(keys) - len(wanted)
     extra = rng.integers(250, 300, n_extra) if n_ch == 1 else rng.integers(1, 3, n_extra)
