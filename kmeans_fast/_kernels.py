@@ -676,11 +676,11 @@ def feature_range(points):
 
 
 @njit(parallel=True, cache=True)
-def tree_arrange(points, weights, cell_of, n_bits, tree_points, tree_weights, n_workers):
+def tree_arrange(points, weights, low, cell_of, n_bits, tree_points, tree_weights, n_workers):
     """Put the points in tree order: by grid cell, the cells in Morton (Z)
     order, and by index (colour key) within a cell -- a stable counting sort.
 
-    Feature f of a point falls in cell ``cell_of[f, x_f - min_f]`` (the caller
+    Feature f of a point falls in cell ``cell_of[f, x_f - low[f]]`` (the caller
     fills it with ``(x - min) * 2**n_bits // (max - min + 1)``); the cell's code
     interleaves those numbers' bits, bit b of feature f at position
     ``b * F + F - 1 - f``.  Each worker counts its contiguous share of the
@@ -689,15 +689,13 @@ def tree_arrange(points, weights, cell_of, n_bits, tree_points, tree_weights, n_
 
     points : (D, F) int32          # IN
     weights : (D,) int64           # IN
+    low : (F,) int64               # IN   least value of each feature (feature_range)
     cell_of : (F, S) int64         # IN   cell number of each offset from the minimum
     tree_points : (D, F) int32     # OUT  the points in tree order
     tree_weights : (D,) int64      # OUT
     returns order (D,) int64: tree position -> point index
     """
     n_points, n_feat = points.shape
-    low = np.empty(n_feat, dtype=np.int64)
-    for f in range(n_feat):
-        low[f] = points[:, f].min()
     spread = np.zeros((n_feat, cell_of.shape[1]), dtype=np.int64)
     for f in range(n_feat):
         for s in range(cell_of.shape[1]):

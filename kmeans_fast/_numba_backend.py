@@ -88,11 +88,9 @@ class Lookup:
             spill = np.empty((n_tasks, -(-n_pixels // n_groups) // 256 + 1), dtype=np.int64)
             n_spill = np.empty(n_tasks, dtype=np.int64)
             K.count_keys(pixels, counts, spill, n_spill, n_workers)
-            self.table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
+            self.table, self.colours, self.counts = counted_histogram(counts, spill, n_spill,
+                                                                      n_ch)
             self.keys = None
-            self.colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
-            self.counts = np.empty(n_distinct, dtype=np.int64)
-            K.table_histogram(self.table, counts, spill, n_spill, self.colours, self.counts)
         else:
             keys = np.empty(pixels.shape[0], dtype=np.uint32)
             K.pack_keys(pixels, keys, n_workers)
@@ -114,6 +112,16 @@ class Lookup:
             K.code_remap(pixels, lut, labels, self.n_workers)
         else:
             K.sorted_remap(pixels, self.keys, colour_labels, labels, self.n_workers)
+
+
+def counted_histogram(counts, spill, n_spill, n_ch):
+    """(rank table, colours, counts) from the outputs of
+    :func:`kmeans_fast._kernels.count_keys`."""
+    table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
+    colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
+    totals = np.empty(n_distinct, dtype=np.int64)
+    K.table_histogram(table, counts, spill, n_spill, colours, totals)
+    return table, colours, totals
 
 
 def histogram(pixels):
@@ -154,14 +162,15 @@ class Tree:
         n_points, n_feat = points.shape
         if arrange:
             bits = _tree_bits(n_feat)
-            low, high = K.feature_range(np.ascontiguousarray(points, dtype=np.int32))
+            points = np.ascontiguousarray(points, dtype=np.int32)
+            low, high = K.feature_range(points)
             span = high - low + 1
             offsets = np.arange(int(span.max()), dtype=np.int64)
             cell_of = np.stack([offsets * (1 << bits) // s for s in span])
             self.points = np.empty((n_points, n_feat), dtype=np.int32)
             self.weights = np.empty(n_points, dtype=np.int64)
-            self.order = K.tree_arrange(np.ascontiguousarray(points), weights, cell_of, bits,
-                                        self.points, self.weights, _workers(n_points))
+            self.order = K.tree_arrange(points, weights, low, cell_of, bits, self.points,
+                                        self.weights, _workers(n_points))
         else:
             self.points = np.ascontiguousarray(points, dtype=np.int32)
             self.weights = np.ascontiguousarray(weights, dtype=np.int64)

@@ -130,15 +130,6 @@ def test_gray_counts_of_128_and_multiples_of_256_in_every_group(workers, monkeyp
     assert np.array_equal(counts, expected[expected > 0])
 
 
-def histogram_of_counters(counts, spill, n_spill, n_ch):
-    """Colours and counts read back from count_keys' outputs, as Lookup does."""
-    table, n_distinct = K.rank_table(K.key_bitmap(counts, spill, n_spill))
-    colours = np.empty((n_distinct, n_ch), dtype=np.uint8)
-    totals = np.empty(n_distinct, dtype=np.int64)
-    K.table_histogram(table, counts, spill, n_spill, colours, totals)
-    return colours, totals
-
-
 @pytest.mark.parametrize("n_groups, workers", [(2, 2), (2, 7), (3, 16)])
 def test_rgb_count_keys_in_several_pixel_groups(n_groups, workers):
     """RGB gets several pixel groups only at 22+ MP (Lookup sizes them by the
@@ -163,7 +154,7 @@ def test_rgb_count_keys_in_several_pixel_groups(n_groups, workers):
         mine = pixel_keys[n * g // n_groups:n * (g + 1) // n_groups]
         expected = np.bincount(codes[mine], minlength=256 ** 3).astype(np.uint8)   # mod 256
         assert np.array_equal(counts[g], expected), g
-    colours, totals = histogram_of_counters(counts, spill, n_spill, 3)
+    _, colours, totals = nb.counted_histogram(counts, spill, n_spill, 3)
     order = np.argsort(keys)
     assert np.array_equal(colours, (keys[order, None] >> np.array([16, 8, 0])) & 255)
     assert np.array_equal(totals, reps[order])
