@@ -25,6 +25,8 @@ __all__ = ["Lookup", "Tree", "histogram", "fit", "nearest_labels", "forced_worke
 # at least this many leaves per center; the best of N_INIT seedings is kept.
 CORESET_MIN_LEAVES = 8
 N_INIT = 3
+# Most palette steps after the Lloyd steps (reference, step 9).
+PALETTE_STEPS = 8
 # Images of fewer pixels find their colours by sorting (no fixed bitmap cost).
 SORTED_BELOW = 1 << 16
 
@@ -344,6 +346,39 @@ def lloyd(points, counts, centers, *, steps, tol, progress, tree, pixels=None):
     return centers, steps_run, converged, history
 
 
+def _exact_objective(sq_norm_total, palette_features, sums, counts):
+    """Squared error of an assignment to integer centers, as an exact Python int."""
+    mu = palette_features.astype(object)
+    t = (counts.astype(object)[:, None] * mu - 2 * sums.astype(object)) * mu
+    return sq_norm_total + int(t.sum())
+
+
+def _palette_steps(points, counts, centers, space, n_ch, tree):
+    """Lloyd steps whose centers are 8-bit colours (reference, step 9).
+
+    Returns (centers, palette): the palette is ``palette_from_centres(centers)``.
+    """
+    sq_norm_total = _sq_norm_total(points, counts)
+    palette = colour.palette_from_centres(centers, space, n_ch)
+    feats = colour.features(palette, space)
+    sums, cnt = tree.assign(feats.astype(np.float64))
+    error = _exact_objective(sq_norm_total, feats, sums, cnt)
+    for _ in range(PALETTE_STEPS):
+        new = centers.copy()
+        filled = cnt > 0
+        new[filled] = sums[filled] / cnt[filled, None]
+        new_palette = colour.palette_from_centres(new, space, n_ch)
+        if np.array_equal(new_palette, palette):
+            break
+        new_feats = colour.features(new_palette, space)
+        new_sums, new_cnt = tree.assign(new_feats.astype(np.float64))
+        new_error = _exact_objective(sq_norm_total, new_feats, new_sums, new_cnt)
+        if new_error >= error:
+            break
+        centers, palette, sums, cnt, error = new, new_palette, new_sums, new_cnt, new_error
+    return centers, palette
+
+
 def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=None,
         pixels=None):
     """k-means palette of a histogram; see :func:`kmeans_fast.reference.fit`.
@@ -385,7 +420,10 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
         centers, steps_run, converged, history = lloyd(
             points, free_counts, centers, steps=steps, tol=tol, progress=progress,
             tree=tree, pixels=pixels)
-        palette = colour.palette_from_centres(centers, space, n_ch)
+        if converged:
+            centers, palette = _palette_steps(points, free_counts, centers, space, n_ch, tree)
+        else:
+            palette = colour.palette_from_centres(centers, space, n_ch)
         if reserved:
             palette = np.concatenate([np.zeros((1, 4), np.uint8), palette])
             centers = np.concatenate([np.zeros((1, 4)), centers])

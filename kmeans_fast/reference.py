@@ -61,8 +61,19 @@ The algorithm, step by step
    center of the cluster the step assigned them to; ties to the smaller key.
 8. **Stopping.**  After each update the total squared center shift is compared
    with ``tol``; ``shift <= tol`` stops the loop as converged.
-9. **Palette.**  Centers go back to 8-bit colours (``palette_from_centers``),
-   the reserved (0, 0, 0, 0) first.
+9. **Palette.**  Centers go back to 8-bit colours (``palette_from_centers``).
+   When the Lloyd steps converged, up to ``PALETTE_STEPS`` **palette steps**
+   follow: Lloyd steps whose centers stay 8-bit colours (rounding converged
+   centers can leave colours nearer another entry, and a cluster's best
+   8-bit colour is its rounded mean).  A palette step assigns every free
+   colour to its nearest palette entry (step 6's distance on the palette
+   colours' features) and moves each entry that has colours to the mean of
+   their features, turned into an 8-bit colour (``palette_from_centers``;
+   entries without colours keep theirs).  The new palette is kept only when
+   it differs and its objective ``sum count * |x - p|^2`` over the free
+   colours (exact integers) is strictly lower; the first step that keeps
+   nothing ends them.  The centers are then the means the palette was
+   rounded from.  The reserved (0, 0, 0, 0) goes first.
 10. **Labels.**  Every distinct colour (and so every pixel) takes its nearest
     palette entry, by the same distance on the palette colours' features.
     ``inertia`` is the squared error of that assignment in features, ``sse``
@@ -84,6 +95,7 @@ OKLAB_SCALE = 65536
 LEAF = 32                   # points per coreset group (step 5)
 CORESET_MIN_LEAVES = 8      # groups per center needed to seed on the coreset
 N_INIT = 3                  # k-means++ seedings, the best kept
+PALETTE_STEPS = 8           # most palette steps after converged Lloyd steps (step 9)
 
 
 def _chunks(n_items, per_item):
@@ -376,6 +388,30 @@ def _lloyd(points, weights, centers, *, steps, tol, progress, pixel_points):
     return centers, steps_run, converged, history
 
 
+def _palette_steps(points, weights, centers, palette, space, n_ch):
+    """Step 9's palette steps: returns (centers, palette)."""
+
+    def statistics(pal):
+        feats = features(pal, space).astype(np.int64)
+        labels, sums, cnt = assign(points, weights, feats.astype(np.float64))
+        err = ((points.astype(np.int64) - feats[labels]) ** 2).sum(axis=1)
+        return sums, cnt, _exact_sum(weights, err)
+
+    sums, cnt, error = statistics(palette)
+    for _ in range(PALETTE_STEPS):
+        means = centers.copy()
+        has = cnt > 0
+        means[has] = sums[has] / cnt[has, None]
+        new_palette = palette_from_centers(means, space, n_ch)
+        if (new_palette == palette).all():
+            break
+        new_sums, new_cnt, new_error = statistics(new_palette)
+        if new_error >= error:
+            break
+        centers, palette, sums, cnt, error = means, new_palette, new_sums, new_cnt, new_error
+    return centers, palette
+
+
 # --------------------------------------------------------------------------
 # the whole fit
 # --------------------------------------------------------------------------
@@ -423,6 +459,8 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
             x, free_counts, centers, steps=steps, tol=tol, progress=progress,
             pixel_points=pixels)
         palette = palette_from_centers(centers, space, n_ch)
+        if converged:
+            centers, palette = _palette_steps(x, free_counts, centers, palette, space, n_ch)
         if reserved:
             palette = np.concatenate([np.zeros((1, 4), np.uint8), palette])
             centers = np.concatenate([np.zeros((1, 4)), centers])

@@ -5,9 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from kmeans_fast import Quantization, api, quantize
+from kmeans_fast import Quantization, api, colour, quantize, reference
+from kmeans_fast import _numba_backend as nb
 
-from engine_cases import photo, random_image, with_channels
+from engine_cases import assert_same, photo, random_image, with_channels
 
 RGB = random_image((10, 12, 3), 0)
 
@@ -296,3 +297,67 @@ def test_target_psnr_out_of_reach():
     assert fit.n_colors == 4 and fit.reached is False and fit.search == [(4, fit.psnr)]
     with pytest.raises(ValueError, match="target_psnr=-1"):
         quantize(photo("coffee"), 4, target_psnr=-1)
+
+
+def _error_of(image, palette, space):
+    """Exact squared error, in the space's features, of every pixel's nearest
+    palette entry (brute force over the palette)."""
+    n_ch = palette.shape[1]
+    x = colour.features(image.reshape(-1, n_ch), space).astype(np.int64)
+    p = colour.features(palette, space).astype(np.int64)
+    d = ((x[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
+    return int(d.min(axis=1).astype(object).sum())
+
+
+# (photo, channels, space, k): converged runs, some where rounding the centres
+# leaves a lower error to find and some where it does not; one whose next
+# palette (Oklab means rounded to 8-bit RGB) is worse, so is not kept; one
+# with a reserved transparent entry
+PALETTE_STEP_CASES = [(with_channels(photo(name), n_ch, clear=n_ch == 4), k, space)
+                      for name, n_ch, space, k in (
+                          ("astronaut", 1, "rgb", 5), ("coffee", 1, "rgb", 5),
+                          ("astronaut", 3, "oklab", 5), ("coffee", 3, "rgb", 5),
+                          ("chelsea", 3, "rgb", 5), ("coffee", 3, "oklab", 5), ("coffee", 3, "oklab", 12),
+                          ("chelsea", 4, "rgb", 6))]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, backend):
+    """After converged Lloyd steps the 8-bit palette is improved until its
+    clusters' rounded means give no lower error (reference, step 9)."""
+    module = nb if backend == "numba" else reference
+    lowered = 0
+    for image, k, space in PALETTE_STEP_CASES:
+        q = quantize(image, k, seed=1, steps=300, space=space, backend=backend)
+        with monkeypatch.context() as m:
+            m.setattr(module, "PALETTE_STEPS", 0)
+            rounded = quantize(image, k, seed=1, steps=300, space=space, backend=backend)
+        assert q.converged and q.history == rounded.history
+        assert np.array_equal(rounded.palette,
+                              colour.palette_from_centres(rounded.centers, space,
+                                                          q.palette.shape[1]))
+        assert q.inertia == _error_of(image, q.palette, space)
+        assert q.inertia <= rounded.inertia
+        lowered += q.inertia < rounded.inertia
+        # settled: one more palette step keeps nothing
+        n_ch = q.palette.shape[1]
+        feats = colour.features(image.reshape(-1, n_ch), space).astype(np.float64)
+        labels = q.labels.reshape(-1)
+        means = q.centers.copy()
+        for j in np.unique(labels):
+            means[j] = feats[labels == j].sum(axis=0) / (labels == j).sum()
+        again = colour.palette_from_centres(means, space, n_ch)
+        assert (np.array_equal(again, q.palette)
+                or _error_of(image, again, space) >= q.inertia), (k, space)
+    assert lowered >= 3, f"palette steps lowered the error in {lowered} cases only"
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_no_palette_steps_without_convergence(monkeypatch, backend):
+    module = nb if backend == "numba" else reference
+    image, k, space = PALETTE_STEP_CASES[0]
+    q = quantize(image, k, seed=1, steps=2, backend=backend)
+    monkeypatch.setattr(module, "PALETTE_STEPS", 0)
+    assert not q.converged
+    assert_same(q, quantize(image, k, seed=1, steps=2, backend=backend), "steps=2")
+    assert np.array_equal(q.palette, colour.palette_from_centres(q.centers, "rgb", 1))
