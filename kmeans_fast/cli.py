@@ -753,7 +753,7 @@ def _compress_one(ctx, kio, image, options, *, output, out_dir, jpeg_output, ski
     if "data" in stdout_file:
         _write_stdout(stdout_file["data"], "the PNG" if png_path is _STDOUT else "the JPEG")
     if not quiet:
-        for note in notes + _notes(report):
+        for note in notes + _notes(report, as_json):
             click.echo(f"note: {note}", err=True)
     with _printing_report(to_stderr):
         if as_json:
@@ -783,8 +783,8 @@ def _make_folder(kio, folder):
         raise _bad("'--out-dir'", e) from None
 
 
-def _notes(report):
-    """Notes a run's report calls for (on stderr, before the table)."""
+def _notes(report, as_json):
+    """Notes a run's report calls for (on stderr, before the table or the JSON)."""
     km, notes = report["kmeans"], []
     if km["bit_depth"] is None:
         notes.append(f"{km['colors']} colours do not fit a PNG palette (at most "
@@ -794,7 +794,7 @@ def _notes(report):
         notes.append(f"no palette of at most {km['colors']} colours reaches "
                      f"PSNR {km['target_psnr']:g} dB (undithered: {km['undithered_psnr']:.2f}"
                      "): the largest was used")
-    if report.get("skipped"):
+    if report.get("skipped") and as_json:       # (the table's last line says it)
         notes.append(f"nothing written: {report['skipped']} (--skip-if-larger)")
     return notes
 

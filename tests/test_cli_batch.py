@@ -218,6 +218,7 @@ def test_skip_if_larger(runner, work, rgb):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "would be larger than the input" in report["skipped"]
+    assert result.stderr.count("would be larger") == 1, result.stderr   # said on stderr too
     assert os.listdir(work) == ["tiny.jpg"]
     assert tiny.stat().st_size < report["kmeans"]["bytes"]
     # the table says so too: no "wrote" line for files that were not written
@@ -225,6 +226,7 @@ def test_skip_if_larger(runner, work, rgb):
     assert table.exit_code == 0 and os.listdir(work) == ["tiny.jpg"]
     last = table.stdout.splitlines()[-1]
     assert last.startswith("wrote nothing: the PNG") and "would be larger" in last
+    assert "would be larger" not in table.stderr, "said once, not twice"
     # and a batch counts it apart from the images it compressed
     save(work / "big.png", rgb)
     batch = run(runner, "tiny.jpg", "big.png", "-k", 256, *FAST, "--skip-if-larger",
