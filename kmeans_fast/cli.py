@@ -517,8 +517,18 @@ DEFAULT_SPACE = "oklab"          # pipeline.Options.space: README, How it looks
 DEFAULT_DITHER = "fs"             # pipeline.Options.dither
 
 
+class _IntRange(click.IntRange):
+    """click.IntRange, named for people: "'1.5' is not a valid whole number"
+    (click says "integer range")."""
+
+    name = "whole number"
+
+
 class _FloatRange(click.FloatRange):
-    """click.FloatRange that also refuses NaN, which passes every range check."""
+    """click.FloatRange that also refuses NaN, which passes every range check;
+    "'abc' is not a valid number" (click says "float range")."""
+
+    name = "number"
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
@@ -529,17 +539,17 @@ class _FloatRange(click.FloatRange):
 
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
-@click.option("-k", "--colors", type=click.IntRange(1, MAX_COLORS), metavar="N",
+@click.option("-k", "--colors", type=_IntRange(1, MAX_COLORS), metavar="N",
               help=f"Number of colours, 1 to {MAX_COLORS} (with --psnr: the most).  "
                    f"[default: {DEFAULT_COLORS}; asked for on a terminal when no IMAGE is "
                    "given]")
-@click.option("--steps", type=click.IntRange(min=0), metavar="N",
+@click.option("--steps", type=_IntRange(min=0), metavar="N",
               help=f"Most k-means (Lloyd) steps; it stops earlier once converged.  "
                    f"[default: {DEFAULT_STEPS}; asked for on a terminal when no IMAGE is "
                    "given]")
 @click.option("--init", type=click.Choice(INITS), default="kmeans++", show_default=True,
               help="How to pick the starting colours.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+@click.option("--seed", type=_IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Random seed: the same seed gives the same file.")
 @click.option("--space", type=click.Choice(SPACES),
               help="Where colour distances are measured: the channel values, or Oklab "
@@ -567,7 +577,7 @@ class _FloatRange(click.FloatRange):
               help="Look for images in the sub-folders of folders given as IMAGE too.")
 @click.option("--shared-palette", is_flag=True,
               help="One palette for all the images (k-means of all their pixels together).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+@click.option("-j", "--jobs", type=_IntRange(min=1), metavar="N",
               help="Images compressed at once, in separate processes.  [default: one per "
                    "core]")
 @click.option("--skip-existing", is_flag=True,
@@ -576,7 +586,7 @@ class _FloatRange(click.FloatRange):
               help="Write nothing for an image whose PNG would be larger than its file.")
 @click.option("--jpeg/--no-jpeg", default=True, show_default=True,
               help="Also write a JPEG of the original, for comparison.")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=JPEG_QUALITY,
+@click.option("--jpeg-quality", type=_IntRange(1, 100), default=JPEG_QUALITY,
               show_default=True, metavar="Q", help="Quality of the comparison JPEG.")
 @click.option("--jpeg-output", type=click.Path(allow_dash=True), default=JPEG_OUTPUT,
               show_default=True, metavar="PATH",
@@ -585,13 +595,13 @@ class _FloatRange(click.FloatRange):
                    "<name>_q<Q>.jpg.")
 @click.option("--jpeg-match-size", is_flag=True,
               help="Pick the JPEG quality whose file size is closest to the PNG's.")
-@click.option("--png-level", type=click.IntRange(0, 9), default=PNG_LEVEL, show_default=True,
+@click.option("--png-level", type=_IntRange(0, 9), default=PNG_LEVEL, show_default=True,
               metavar="0-9",
               help="PNG compression level: 0 fastest, 9 smallest (on photos about 6% smaller "
                    "than 5 at 16 colours, 1-5% at 64-256, 3-17 times slower).")
 @click.option("--optimize", is_flag=True,
               help="Also run a lossless PNG optimizer (oxipng): smaller, much slower.")
-@click.option("--max-pixels", type=click.IntRange(min=0), metavar="N",
+@click.option("--max-pixels", type=_IntRange(min=0), metavar="N",
               help="Refuse images of more than N pixels (0: no limit), checked from the "
                    "file's header before decoding.  [default: 500,000,000, less when the "
                    "memory available is short]")
@@ -645,8 +655,8 @@ def compress(ctx, images, colors, steps, init, seed, space, dither, plain, dithe
                                    "or use --sample for the built-in sample image")
         images = (click.prompt("Image file", err=True, value_proc=_image_answer),)
         colors = _ask(colors, "Number of colours", DEFAULT_COLORS,
-                      click.IntRange(1, MAX_COLORS))
-        steps = _ask(steps, "Most k-means steps", DEFAULT_STEPS, click.IntRange(min=0))
+                      _IntRange(1, MAX_COLORS))
+        steps = _ask(steps, "Most k-means steps", DEFAULT_STEPS, _IntRange(min=0))
     colors = DEFAULT_COLORS if colors is None else colors
     steps = DEFAULT_STEPS if steps is None else steps
     from .pipeline import Options

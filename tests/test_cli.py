@@ -324,7 +324,8 @@ def test_missing_file_and_folder(runner, work):
 @pytest.mark.parametrize("args, words", [
     (["-k", 0], ["'--colors'", "0 is not in the range 1<=x<=65536"]),
     (["-k", 65537], ["'--colors'", "65537"]),
-    (["-k", "many"], ["'--colors'", "many"]),
+    (["-k", "many"], ["'--colors'", "'many' is not a valid whole number"]),
+    (["-k", "1.5"], ["'--colors'", "'1.5' is not a valid whole number"]),
     (["--steps", -1], ["'--steps'", "-1"]),
     (["--init", "best"], ["'--init'", "best"]),
     (["--jpeg-quality", 101], ["'--jpeg-quality'"]),

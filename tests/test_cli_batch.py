@@ -268,6 +268,8 @@ def test_plain_is_undithered_rgb_k_means(runner, work, image_file):
 
 @pytest.mark.parametrize("args, words", [
     (["--dither-strength", 2], "'--dither-strength'"),
+    (["--dither-strength", "half"], "'half' is not a valid number"),
+    (["--dither-strength", "nan"], "nan is not a number"),
     (["--psnr", -1], "'--psnr'"),
     (["--psnr", 0], "'--psnr'"),
     (["--space", "lab"], "'--space'"),
