@@ -771,9 +771,28 @@ def _compress_one(ctx, kio, image, options, *, output, out_dir, jpeg_output, ski
         elif not quiet:
             _print_table(report, options.colors, to_stderr)
     if show and report["skipped"] is None:
-        for path in (png_path, jpeg_path):
-            if path is not None and path is not _STDOUT:
-                click.launch(str(path))
+        _show([path for path in (png_path, jpeg_path)
+               if path is not None and path is not _STDOUT], quiet)
+
+
+def _show(paths, quiet):
+    """--show: open each file in the desktop's viewer; a note (on stderr, the
+    run still a success: the files are written) when there is none."""
+    if not paths:
+        return
+
+    def note(text):
+        if not quiet:
+            click.echo(f"note: --show: {text}", err=True)
+
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY")):
+        note("no display (DISPLAY and WAYLAND_DISPLAY are unset): nothing opened")
+        return
+    for path in paths:
+        if click.launch(str(path)) != 0:
+            note(f"no viewer could open {path} (is xdg-open installed?)")
+            return
 
 
 def options_max(max_pixels):
@@ -908,9 +927,8 @@ def _compress_batch(kio, images, options, out_dir, *, recursive, shared_palette,
             click.echo(f"nothing to do: all {len(skipped)} images have their outputs "
                        "(--skip-existing)")
     if show:
-        for job, report, error in results:
-            if error is None and not report.get("skipped"):
-                click.launch(str(job.png))
+        _show([job.png for job, report, error in results
+               if error is None and not report.get("skipped")], quiet)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(results)} images failed "
                                    "(see above); the others were written")

@@ -201,8 +201,31 @@ def test_quiet(runner, image_file, work):
 def test_show_opens_the_files(runner, image_file, monkeypatch):
     opened = []
     monkeypatch.setattr(click, "launch", lambda path, **kw: opened.append(path) or 0)
+    monkeypatch.setenv("DISPLAY", ":0")
     assert run(runner, "compress", "photo.png", "-k", 4, *FAST, "--show", "-q").exit_code == 0
     assert opened == ["photo_k4.png", "jpeg_compressed.jpg"]
+
+
+@pytest.mark.parametrize("display, launched, words", [
+    (None, 0, "no display"),                    # a server, ssh without X: nothing to open on
+    (":0", 1, "no viewer could open photo_k4.png"),   # click.launch: xdg-open missing
+])
+def test_show_says_when_it_cannot(runner, image_file, work, monkeypatch, display, launched,
+                                  words):
+    opened = []
+    monkeypatch.setattr(click, "launch", lambda path, **kw: opened.append(path) or launched)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    else:
+        monkeypatch.setenv("DISPLAY", display)
+    result = run(runner, "compress", "photo.png", "-k", 4, *FAST, "--show")
+    assert result.exit_code == 0 and (work / "photo_k4.png").exists()   # the files are written
+    assert result.stderr.count("note: --show: ") == 1 and words in result.stderr, result.stderr
+    assert len(opened) == (0 if display is None else 1)
+    quiet = run(runner, "compress", "photo.png", "-k", 4, *FAST, "--show", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
 def test_non_ascii_names(runner, work, rgb):
