@@ -354,20 +354,18 @@ def _exact_objective(sq_norm_total, palette_features, sums, counts):
 
 
 def _palette_steps(points, counts, centers, space, n_ch, tree):
-    """Lloyd steps whose centers are 8-bit colours (reference, step 9).
-
-    Returns (centers, palette): the palette is ``palette_from_centres(centers)``.
-    """
+    """Lloyd steps whose centers are 8-bit colours, from the converged centers
+    (reference, step 9).  Returns the palette."""
     sq_norm_total = _sq_norm_total(points, counts)
     palette = colour.palette_from_centres(centers, space, n_ch)
     feats = colour.features(palette, space)
     sums, cnt = tree.assign(feats.astype(np.float64))
     error = _exact_objective(sq_norm_total, feats, sums, cnt)
+    means = centers.copy()
     for _ in range(PALETTE_STEPS):
-        new = centers.copy()
         filled = cnt > 0
-        new[filled] = sums[filled] / cnt[filled, None]
-        new_palette = colour.palette_from_centres(new, space, n_ch)
+        means[filled] = sums[filled] / cnt[filled, None]
+        new_palette = colour.palette_from_centres(means, space, n_ch)
         if np.array_equal(new_palette, palette):
             break
         new_feats = colour.features(new_palette, space)
@@ -375,8 +373,8 @@ def _palette_steps(points, counts, centers, space, n_ch, tree):
         new_error = _exact_objective(sq_norm_total, new_feats, new_sums, new_cnt)
         if new_error >= error:
             break
-        centers, palette, sums, cnt, error = new, new_palette, new_sums, new_cnt, new_error
-    return centers, palette
+        palette, sums, cnt, error = new_palette, new_sums, new_cnt, new_error
+    return palette
 
 
 def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=None,
@@ -421,7 +419,7 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
             points, free_counts, centers, steps=steps, tol=tol, progress=progress,
             tree=tree, pixels=pixels)
         if converged:
-            centers, palette = _palette_steps(points, free_counts, centers, space, n_ch, tree)
+            palette = _palette_steps(points, free_counts, centers, space, n_ch, tree)
         else:
             palette = colour.palette_from_centres(centers, space, n_ch)
         if reserved:

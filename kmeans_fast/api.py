@@ -355,11 +355,11 @@ class PaletteFit:
     centers : ndarray of shape (k_out, C), float64
         The k-means centers in the working space's features (see
         :mod:`kmeans_fast.colour`; for ``space="rgb"`` without alpha, the
-        channel values): the palette is these, rounded to 8-bit colours.
-        When the Lloyd steps converge, a few *palette steps* follow (Lloyd
-        steps whose centers stay 8-bit colours, each kept only if it lowers
-        the error; :mod:`kmeans_fast.reference`, step 9): the centers are then
-        the means of the colours of the palette's clusters.
+        channel values), as the Lloyd steps left them.  The palette is these
+        rounded to 8-bit colours, unless the Lloyd steps converged: a few
+        *palette steps* then follow (Lloyd steps whose centers stay 8-bit
+        colours, each kept only if it lowers the error;
+        :mod:`kmeans_fast.reference`, step 9), and may move some entries.
     inertia : int
         Squared error, in the working space's features, of the image against its
         nearest palette entries: sum over pixels of ``|f(pixel) - f(entry)|^2``.

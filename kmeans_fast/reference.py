@@ -64,16 +64,16 @@ The algorithm, step by step
 9. **Palette.**  Centers go back to 8-bit colours (``palette_from_centers``).
    When the Lloyd steps converged, up to ``PALETTE_STEPS`` **palette steps**
    follow: Lloyd steps whose centers stay 8-bit colours (rounding converged
-   centers can leave colours nearer another entry, and a cluster's best
-   8-bit colour is its rounded mean).  A palette step assigns every free
+   centers can leave colours nearer another entry, and in RGB a cluster's
+   best 8-bit colour is its rounded mean).  A palette step assigns every free
    colour to its nearest palette entry (step 6's distance on the palette
    colours' features) and moves each entry that has colours to the mean of
    their features, turned into an 8-bit colour (``palette_from_centers``;
    entries without colours keep theirs).  The new palette is kept only when
    it differs and its objective ``sum count * |x - p|^2`` over the free
    colours (exact integers) is strictly lower; the first step that keeps
-   nothing ends them.  The centers are then the means the palette was
-   rounded from.  The reserved (0, 0, 0, 0) goes first.
+   nothing ends them.  The centers stay those of the Lloyd steps.  The
+   reserved (0, 0, 0, 0) goes first.
 10. **Labels.**  Every distinct colour (and so every pixel) takes its nearest
     palette entry, by the same distance on the palette colours' features.
     ``inertia`` is the squared error of that assignment in features, ``sse``
@@ -388,8 +388,8 @@ def _lloyd(points, weights, centers, *, steps, tol, progress, pixel_points):
     return centers, steps_run, converged, history
 
 
-def _palette_steps(points, weights, centers, palette, space, n_ch):
-    """Step 9's palette steps: returns (centers, palette)."""
+def _palette_steps(points, weights, centers, space, n_ch):
+    """Step 9's palette steps from the converged centers: returns the palette."""
 
     def statistics(pal):
         feats = features(pal, space).astype(np.int64)
@@ -397,9 +397,10 @@ def _palette_steps(points, weights, centers, palette, space, n_ch):
         err = ((points.astype(np.int64) - feats[labels]) ** 2).sum(axis=1)
         return sums, cnt, _exact_sum(weights, err)
 
+    palette = palette_from_centers(centers, space, n_ch)
     sums, cnt, error = statistics(palette)
+    means = centers.copy()
     for _ in range(PALETTE_STEPS):
-        means = centers.copy()
         has = cnt > 0
         means[has] = sums[has] / cnt[has, None]
         new_palette = palette_from_centers(means, space, n_ch)
@@ -408,8 +409,8 @@ def _palette_steps(points, weights, centers, palette, space, n_ch):
         new_sums, new_cnt, new_error = statistics(new_palette)
         if new_error >= error:
             break
-        centers, palette, sums, cnt, error = means, new_palette, new_sums, new_cnt, new_error
-    return centers, palette
+        palette, sums, cnt, error = new_palette, new_sums, new_cnt, new_error
+    return palette
 
 
 # --------------------------------------------------------------------------
@@ -458,9 +459,10 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
         centers, steps_run, converged, history = _lloyd(
             x, free_counts, centers, steps=steps, tol=tol, progress=progress,
             pixel_points=pixels)
-        palette = palette_from_centers(centers, space, n_ch)
         if converged:
-            centers, palette = _palette_steps(x, free_counts, centers, palette, space, n_ch)
+            palette = _palette_steps(x, free_counts, centers, space, n_ch)
+        else:
+            palette = palette_from_centers(centers, space, n_ch)
         if reserved:
             palette = np.concatenate([np.zeros((1, 4), np.uint8), palette])
             centers = np.concatenate([np.zeros((1, 4)), centers])

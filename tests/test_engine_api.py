@@ -333,6 +333,7 @@ def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, bac
             m.setattr(module, "PALETTE_STEPS", 0)
             rounded = quantize(image, k, seed=1, steps=300, space=space, backend=backend)
         assert q.converged and q.history == rounded.history
+        assert np.array_equal(q.centers, rounded.centers)   # the Lloyd steps' centres
         assert np.array_equal(rounded.palette,
                               colour.palette_from_centres(rounded.centers, space,
                                                           q.palette.shape[1]))
@@ -347,6 +348,8 @@ def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, bac
         for j in np.unique(labels):
             means[j] = feats[labels == j].sum(axis=0) / (labels == j).sum()
         again = colour.palette_from_centres(means, space, n_ch)
+        unused = np.setdiff1d(np.arange(len(q.palette)), labels)
+        again[unused] = q.palette[unused]       # entries without colours keep theirs
         assert (np.array_equal(again, q.palette)
                 or _error_of(image, again, space) >= q.inertia), (k, space)
     assert lowered >= 3, f"palette steps lowered the error in {lowered} cases only"

@@ -83,6 +83,13 @@ def test_kmeans_invariants(image, k, init, steps, seed, space, method):
             members = points[nearest == j]
             sums = members.astype(np.int64).sum(axis=0)
             assert np.array_equal(free[j], sums / len(members))
+        # the palette steps that follow only ever lower the error of the
+        # rounded centres
+        rounded = colour.features(colour.palette_from_centres(q.centers, space, n_ch),
+                                  space).astype(np.float64)
+        assert q.inertia <= sq_dist(feats, rounded).min(axis=1).astype(np.int64).sum()
+    elif not q.converged:       # (converged at step 0: every colour its own entry)
+        assert np.array_equal(q.palette, colour.palette_from_centres(q.centers, space, n_ch))
 
 
 @settings.get_profile("engine")
