@@ -156,12 +156,14 @@ def _padded(feat):
 class _Grid:
     """Candidate lists over the box [lo, hi] of feature space (padded to 4 features).
 
-    Built coarse to fine: a grid of about ``GRID_BASE[C]`` cells scans the
-    whole palette, then each level halves the cells in every feature and scans
-    only the parent cell's list, until the lists are short (mean <= GRID_SHORT),
+    Built coarse to fine: a grid of about ``GRID_BASE[C]`` cells (fewer for
+    small images: one per ``GRID_PIXELS_PER_CELL`` queries) scans the whole
+    palette, then each level halves the cells in every feature and scans only
+    the parent cell's list, until the lists are short (mean <= GRID_SHORT),
     ``GRID_LEVELS[C]`` levels are done, or the next level would have more than
     one cell per ``GRID_PIXELS_PER_CELL`` queries (small images do not pay for
-    a big grid).
+    a big grid).  Any grid gives the same nearest entries: a cell's list holds
+    every entry that can be nearest somewhere in it.
     """
 
     def __init__(self, pal4, n_ch, lo, hi, n_queries):
@@ -170,7 +172,8 @@ class _Grid:
         span = np.maximum(np.asarray(hi, dtype=np.float64) - lo, 1.0)
         lo = lo - GRID_MARGIN * span
         span = span * (1.0 + 2.0 * GRID_MARGIN)
-        side = (np.prod(span) / GRID_BASE[dims]) ** (1.0 / dims)
+        base_cells = min(GRID_BASE[dims], max(1, n_queries // GRID_PIXELS_PER_CELL))
+        side = (np.prod(span) / base_cells) ** (1.0 / dims)
         base = np.maximum(1, np.ceil(span / side)).astype(np.int64)
         k = pal4.shape[0]
         start = np.array([0, k], dtype=np.uint32)      # level -1: one cell, every entry
@@ -180,7 +183,7 @@ class _Grid:
         self.lo[:dims] = lo
         self.levels = -1
         size = np.zeros(4)
-        max_cells = max(GRID_BASE[dims], n_queries // GRID_PIXELS_PER_CELL)
+        max_cells = max(base_cells, n_queries // GRID_PIXELS_PER_CELL)
         norm2 = (pal4 * pal4).sum(axis=1)
         for level in range(GRID_LEVELS[dims] + 1):
             if level and np.prod(base << level, dtype=np.float64) > max_cells:

@@ -264,24 +264,30 @@ def test_grid_search_is_brute_force(n_ch, scale, k):
         pal[:, 1:] -= scale / 2                             # negative features (Oklab a, b)
     pal4 = D._padded(pal)
     lo, hi = pal.min(axis=0), pal.max(axis=0)
-    grid = D._Grid(pal4, n_ch, lo - 10, hi + 10, 1 << (24 if k in (16, 256) else 16))
     span = np.maximum(hi - lo, 1)
     queries = [rng.uniform(lo - 0.4 * span, hi + 0.4 * span, size=(4000, n_ch)),   # some outside
                pal,                                                              # on entries
                (pal[rng.integers(0, k, 500)] + pal[rng.integers(0, k, 500)]) / 2,  # midpoints: ties
                rng.integers(-20, scale + 20, size=(500, n_ch)).astype(np.float64)]
     points = D._padded(np.concatenate(queries))
-    got = np.empty(points.shape[0], dtype=np.int64)
-    sq = np.empty(points.shape[0])
-    DK.nearest_entries(points, pal4, n_ch == 4, *grid.args(), got, sq)
     expected, expected_sq = brute_force(points, pal4, n_ch == 4)
-    assert np.array_equal(got, expected)
-    assert np.array_equal(sq, expected_sq)
-    inside = np.all((points[:, :n_ch] >= grid.lo[:n_ch]) & (points[:, :n_ch] < grid.lo[:n_ch]
-                                                            + grid.n[:n_ch] / grid.inv[:n_ch]), 1)
-    assert inside.mean() > 0.25                            # the grid, not the fallback, ran
+    cells = []
+    # the grid of a large image, and the few cells of a small one's
+    for n_queries in (1 << (24 if k in (16, 256) else 16), 200):
+        grid = D._Grid(pal4, n_ch, lo - 10, hi + 10, n_queries)
+        got = np.empty(points.shape[0], dtype=np.int64)
+        sq = np.empty(points.shape[0])
+        DK.nearest_entries(points, pal4, n_ch == 4, *grid.args(), got, sq)
+        assert np.array_equal(got, expected), n_queries
+        assert np.array_equal(sq, expected_sq), n_queries
+        inside = np.all((points[:, :n_ch] >= grid.lo[:n_ch])
+                        & (points[:, :n_ch] < grid.lo[:n_ch] + grid.n[:n_ch] / grid.inv[:n_ch]),
+                        1)
+        assert inside.mean() > 0.25                        # the grid, not the fallback, ran
+        cells.append((int(np.prod(grid.n)), grid.levels))
+    assert cells[1][0] < cells[0][0], cells                # (a smaller grid was tried)
     if k == 256:
-        assert grid.levels == D.GRID_LEVELS[n_ch]           # lists built from parent lists
+        assert cells[0][1] == D.GRID_LEVELS[n_ch]           # lists built from parent lists
 
 
 # --------------------------------------------------------------------------
