@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,15 @@ from click.testing import CliRunner
 
 from kmeans_fast import cli
 from kmeans_fast.sample import sample_image
+
+# OpenMP (Numba's threading layer) keeps a kernel's idle threads spinning for a
+# while after it ends.  The suite launches tens of thousands of kernels on tiny
+# images while its background benchmark runs and its child processes need the
+# other core, and spinning threads take it from them: waiting passively, the
+# suite took 102 s (124 s of CPU) against 123 s (159 s), on 2 cores.  libgomp
+# reads this once, when the first parallel kernel loads it (after this file);
+# child processes inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 # how the command looks by default: a test comparing its output with the library
 # passes these to quantize, fit_palette or dither
