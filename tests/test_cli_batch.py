@@ -11,10 +11,9 @@ from PIL import Image
 
 from kmeans_fast import api, cli
 from kmeans_fast import io as kio
-from kmeans_fast.sample import sample_image
-
-from conftest import CLI_LOOK, chunks, digest, save
 from kmeans_fast.dither import dither
+
+from conftest import CLI_LOOK, chunks, digest, sample, save
 
 FAST = ["--steps", "4"]
 # Worker processes cost a second or two each to start (Python, NumPy, Numba's
@@ -38,8 +37,8 @@ def lines_of_json(text):
 def photos(work):
     """Three small photos in photos/, one in photos/more/."""
     (work / "photos" / "more").mkdir(parents=True)
-    paths = [save(work / "photos" / f"p{i}.png", sample_image(40, 56, seed=i)) for i in range(3)]
-    paths.append(save(work / "photos" / "more" / "deep.jpg", sample_image(40, 56, seed=9)))
+    paths = [save(work / "photos" / f"p{i}.png", sample(40, 56, seed=i)) for i in range(3)]
+    paths.append(save(work / "photos" / "more" / "deep.jpg", sample(40, 56, seed=9)))
     return paths
 
 
@@ -115,7 +114,7 @@ def test_a_bad_file_does_not_stop_the_batch(runner, work, photos):
 def test_batch_usage_errors(runner, work, photos, args, code, words):
     (work / "empty").mkdir()
     (work / "nested" / "inner").mkdir(parents=True)
-    save(work / "nested" / "inner" / "x.png", sample_image(8, 8))
+    save(work / "nested" / "inner" / "x.png", sample(8, 8))
     (work / "a_file").write_text("not a folder")
     before = sorted(os.listdir(work))
     result = run(runner, *args, *FAST)
@@ -140,7 +139,7 @@ def test_shared_palette(runner, work, photos):
 
 
 def test_shared_palette_for_gray_and_colour_images(runner, work, photos):
-    gray = save(work / "photos" / "gray.png", sample_image(40, 56, seed=5)[:, :, 0])
+    gray = save(work / "photos" / "gray.png", sample(40, 56, seed=5)[:, :, 0])
     result = run(runner, photos[0], gray, "-k", 8, *FAST, *IN_PROCESS, "--shared-palette",
                  "--no-jpeg", "--out-dir", "m", "--json")
     assert result.exit_code == 0, result.output

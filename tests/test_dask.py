@@ -28,9 +28,8 @@ from kmeans_fast import api, cli  # noqa: E402
 from kmeans_fast import dask as kd  # noqa: E402
 from kmeans_fast import io as kio  # noqa: E402
 from kmeans_fast.png import encode_png  # noqa: E402
-from kmeans_fast.sample import sample_image  # noqa: E402
 
-from conftest import CLI_LOOK, digest, save  # noqa: E402
+from conftest import CLI_LOOK, digest, sample, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:   # benchmarks/ is a folder of the repository, not installed
@@ -49,7 +48,7 @@ def client():
 # --------------------------------------------------------------------------
 # images
 # --------------------------------------------------------------------------
-RGB = sample_image(24, 31, seed=5)
+RGB = sample(24, 31, seed=5)
 
 
 def _rgba():
@@ -232,7 +231,7 @@ FAST = ["--steps", "4"]
 def photos(work):
     """Three small photos and a broken PNG in photos/."""
     (work / "photos").mkdir()
-    paths = [save(work / "photos" / f"p{i}.png", sample_image(30, 41, seed=i)) for i in range(3)]
+    paths = [save(work / "photos" / f"p{i}.png", sample(30, 41, seed=i)) for i in range(3)]
     (work / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return paths
 

@@ -9,7 +9,8 @@ from kmeans_fast import dither as D
 from kmeans_fast import reference_dither as R
 from kmeans_fast.dither import dither
 from kmeans_fast.io import png_bytes
-from kmeans_fast.sample import sample_image
+
+from conftest import sample
 
 WORKERS = (1, 2, 3, 7)
 BANDS = ((2, 1), (4, 3))        # (band_rows, warm_rows): many bands on tiny images
@@ -18,7 +19,7 @@ BANDS = ((2, 1), (4, 3))        # (band_rows, warm_rows): many bands on tiny ima
 def image_for(shape, n_ch, seed):
     """Photo-like pixels of the given (H, W) and channel count; RGBA has alpha 0,
     255 and values between, and invisible pixels with arbitrary colours."""
-    img = sample_image(max(shape[0], 8), max(shape[1], 8), seed=seed)[:shape[0], :shape[1]]
+    img = sample(max(shape[0], 8), max(shape[1], 8), seed=seed)[:shape[0], :shape[1]]
     if n_ch == 1:
         return np.ascontiguousarray(img[:, :, 1:2])
     if n_ch == 3:
@@ -185,7 +186,7 @@ def test_image_with_palette_colours_only_is_unchanged(n_ch, space, method):
 @pytest.mark.parametrize("method", ["fs", "ordered"])
 def test_flat_area_in_the_palette_stays_flat(space, method):
     """A flat square of a palette colour inside a textured photo: no speckle."""
-    image = sample_image(96, 128, seed=4)
+    image = sample(96, 128, seed=4)
     palette = np.array([[40, 90, 160], [200, 180, 150], [90, 120, 60], [30, 40, 30],
                         [230, 230, 230], [120, 60, 40]], dtype=np.uint8)
     image[30:70, 40:100] = palette[2]

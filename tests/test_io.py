@@ -7,9 +7,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from kmeans_fast import io as kio
-from kmeans_fast.sample import sample_image
 
-from conftest import chunks, digest, encode, ihdr, save
+from conftest import chunks, digest, encode, ihdr, sample, save
 
 
 def palette_of(n_colors, n_channels, seed=0):
@@ -73,14 +72,14 @@ def _upright(data):
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
 def test_exif_orientation(orientation, fmt):
-    image = sample_image(30, 50)
+    image = sample(30, 50)
     data = _with_orientation(image, orientation, fmt)
     assert np.array_equal(kio.decode_image(data), _upright(data))
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_jpeg(orientation):
-    data = _with_orientation(sample_image(30, 50), orientation, "JPEG")
+    data = _with_orientation(sample(30, 50), orientation, "JPEG")
     got = kio.decode_image(data)
     assert got.shape == _upright(data).shape
     assert np.abs(got.astype(int) - _upright(data)).mean() < 2
@@ -90,7 +89,7 @@ def test_exif_orientation_jpeg(orientation):
 def test_exif_orientation_without_imdecode_with_metadata(monkeypatch, fmt):
     """OpenCV < 4.12 has no imdecodeWithMetadata: Pillow reads the orientation."""
     monkeypatch.delattr(cv2, "imdecodeWithMetadata", raising=False)
-    data = _with_orientation(sample_image(30, 50), 6, fmt)
+    data = _with_orientation(sample(30, 50), 6, fmt)
     assert kio.decode_image(data).shape == (50, 30, 3)
 
 

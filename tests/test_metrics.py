@@ -6,7 +6,8 @@ import pytest
 
 from kmeans_fast import metrics, quantize
 from kmeans_fast.metrics import psnr, psnr_indexed, quality, size_stats, ssim, ssim_indexed
-from kmeans_fast.sample import sample_image
+
+from conftest import sample
 
 from engine_cases import photo, with_channels
 
@@ -36,8 +37,8 @@ def test_psnr_matches_numpy(rgb):
 
 
 @pytest.mark.parametrize("image", [
-    sample_image(40, 50), sample_image(40, 50)[:, :, 1],
-    np.dstack([sample_image(40, 50), np.arange(2000, dtype=np.uint8).reshape(40, 50)])])
+    sample(40, 50), sample(40, 50)[:, :, 1],
+    np.dstack([sample(40, 50), np.arange(2000, dtype=np.uint8).reshape(40, 50)])])
 def test_ssim_identical_is_one(image):
     assert ssim(image, image.copy()) == 1.0
 
@@ -54,7 +55,7 @@ def _skimage_luma_ssim(a, b):
 @pytest.mark.parametrize("shape", [(60, 80, 3), (97, 31, 3), (11, 11, 3), (64, 64), (50, 70, 4)])
 def test_ssim_matches_skimage(shape):
     rng = np.random.default_rng(1)
-    a = sample_image(*shape[:2], seed=4)
+    a = sample(*shape[:2], seed=4)
     if len(shape) == 2:
         a = a[:, :, 0].copy()
     elif shape[2] == 4:
@@ -65,7 +66,7 @@ def test_ssim_matches_skimage(shape):
 
 def test_ssim_same_in_bands(monkeypatch):
     """Per-row sums: the band height changes nothing, to the last bit."""
-    a = sample_image(150, 90, seed=1)
+    a = sample(150, 90, seed=1)
     b = _degraded(a)
     monkeypatch.setattr(metrics, "_BAND_PIXELS", 1 << 30)      # one band
     whole = ssim(a, b)
@@ -81,7 +82,7 @@ def test_ssim_orders_quality(rgb):
 
 
 def test_ssim_of_a_tiny_image():
-    a = sample_image(6, 9)
+    a = sample(6, 9)
     assert ssim(a, a) == 1.0
     assert -1 <= ssim(a, 255 - a) < 1
 
@@ -154,7 +155,7 @@ def test_palette_luma_is_opencvs_on_every_colour(n_ch):
 def _indexed_case(shape, k, label_dtype, seed):
     """(image, palette, labels): a photo-like image and a random palette."""
     rng = np.random.default_rng(seed)
-    rgb = sample_image(shape[0], shape[1], seed=seed)
+    rgb = sample(shape[0], shape[1], seed=seed)
     image = with_channels(rgb, shape[2]) if len(shape) == 3 else with_channels(rgb, 1)
     if len(shape) == 3 and shape[2] == 1:
         image = image[:, :, None]
