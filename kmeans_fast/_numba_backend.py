@@ -25,7 +25,7 @@ __all__ = ["Lookup", "Tree", "histogram", "fit", "nearest_labels", "forced_worke
 # at least this many leaves per center; the best of N_INIT seedings is kept.
 CORESET_MIN_LEAVES = 8
 N_INIT = 3
-# Most palette steps after the Lloyd steps (reference, step 9).
+# Most palette steps after the Lloyd steps' fixed point (reference, step 9).
 PALETTE_STEPS = 8
 # Images of fewer pixels find their colours by sorting (no fixed bitmap cost).
 SORTED_BELOW = 1 << 16
@@ -306,7 +306,8 @@ def lloyd(points, counts, centers, *, steps, tol, progress, tree, pixels=None):
     """Lloyd steps from ``centers``: over the histogram's weighted points (on
     their tree), or over the pixels when given (same points, weight 1 each).
 
-    Returns (centers, steps_run, converged, history).
+    Returns (centers, steps_run, converged, history, fixed): ``fixed`` when the
+    last step left the centers exactly where they were.
     """
     k, n_ch = centers.shape
     sq_norm_total = _sq_norm_total(points, counts)
@@ -316,7 +317,7 @@ def lloyd(points, counts, centers, *, steps, tol, progress, tree, pixels=None):
         part_sums = np.empty((n_workers, k, n_ch), dtype=np.int64)
         part_counts = np.empty((n_workers, k), dtype=np.int64)
     history = []
-    converged = False
+    converged = fixed = False
     steps_run = 0
     if progress is not None:
         progress(0, steps)
@@ -341,9 +342,9 @@ def lloyd(points, counts, centers, *, steps, tol, progress, tree, pixels=None):
         moved = float(((new - centers) ** 2).sum())
         centers = new
         if moved <= tol:
-            converged = True
+            converged, fixed = True, moved == 0.0
             break
-    return centers, steps_run, converged, history
+    return centers, steps_run, converged, history, fixed
 
 
 def _exact_objective(sq_norm_total, palette_features, sums, counts):
@@ -354,8 +355,8 @@ def _exact_objective(sq_norm_total, palette_features, sums, counts):
 
 
 def _palette_steps(points, counts, centers, space, n_ch, tree):
-    """Lloyd steps whose centers are 8-bit colours, from the converged centers
-    (reference, step 9).  Returns the palette."""
+    """Lloyd steps whose centers are 8-bit colours, from the Lloyd steps' fixed
+    point (reference, step 9).  Returns the palette."""
     sq_norm_total = _sq_norm_total(points, counts)
     palette = colour.palette_from_centres(centers, space, n_ch)
     feats = colour.features(palette, space)
@@ -415,10 +416,10 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
                                    space).astype(np.float64)
         tree = Tree(points, free_counts)
         centers = _initial_centers(points, free_counts, k, init, rng, tree)
-        centers, steps_run, converged, history = lloyd(
+        centers, steps_run, converged, history, fixed = lloyd(
             points, free_counts, centers, steps=steps, tol=tol, progress=progress,
             tree=tree, pixels=pixels)
-        if converged:
+        if fixed:
             palette = _palette_steps(points, free_counts, centers, space, n_ch, tree)
         else:
             palette = colour.palette_from_centres(centers, space, n_ch)

@@ -356,10 +356,11 @@ class PaletteFit:
         The k-means centers in the working space's features (see
         :mod:`kmeans_fast.colour`; for ``space="rgb"`` without alpha, the
         channel values), as the Lloyd steps left them.  The palette is these
-        rounded to 8-bit colours, unless the Lloyd steps converged: a few
-        *palette steps* then follow (Lloyd steps whose centers stay 8-bit
-        colours, each kept only if it lowers the error;
-        :mod:`kmeans_fast.reference`, step 9), and may move some entries.
+        rounded to 8-bit colours, unless the Lloyd steps reached a fixed point
+        (the centers stopped moving at all): a few *palette steps* then follow
+        (Lloyd steps whose centers stay 8-bit colours, each kept only if it
+        lowers the error; :mod:`kmeans_fast.reference`, step 9), and may move
+        some entries.
     inertia : int
         Squared error, in the working space's features, of the image against its
         nearest palette entries: sum over pixels of ``|f(pixel) - f(entry)|^2``.

@@ -62,8 +62,9 @@ The algorithm, step by step
 8. **Stopping.**  After each update the total squared center shift is compared
    with ``tol``; ``shift <= tol`` stops the loop as converged.
 9. **Palette.**  Centers go back to 8-bit colours (``palette_from_centers``).
-   When the Lloyd steps converged, up to ``PALETTE_STEPS`` **palette steps**
-   follow: Lloyd steps whose centers stay 8-bit colours (rounding converged
+   When the Lloyd steps reached a fixed point (their last step left the
+   centers where they were: converged with a shift of 0, whatever ``tol``),
+   up to ``PALETTE_STEPS`` **palette steps** follow: Lloyd steps whose centers stay 8-bit colours (rounding converged
    centers can leave colours nearer another entry, and in RGB a cluster's
    best 8-bit colour is its rounded mean).  A palette step assigns every free
    colour to its nearest palette entry (step 6's distance on the palette
@@ -95,7 +96,7 @@ OKLAB_SCALE = 65536
 LEAF = 32                   # points per coreset group (step 5)
 CORESET_MIN_LEAVES = 8      # groups per center needed to seed on the coreset
 N_INIT = 3                  # k-means++ seedings, the best kept
-PALETTE_STEPS = 8           # most palette steps after converged Lloyd steps (step 9)
+PALETTE_STEPS = 8           # most palette steps after the Lloyd steps' fixed point (step 9)
 
 
 def _chunks(n_items, per_item):
@@ -385,7 +386,7 @@ def _lloyd(points, weights, centers, *, steps, tol, progress, pixel_points):
         if shift <= tol:
             converged = True
             break
-    return centers, steps_run, converged, history
+    return centers, steps_run, converged, history, converged and shift == 0.0
 
 
 def _palette_steps(points, weights, centers, space, n_ch):
@@ -456,10 +457,10 @@ def fit(colours, counts, n_colors, *, steps, init, seed, space, tol, progress=No
             centers = x[idx].astype(np.float64)
         else:
             centers = init_kmeanspp(x, free_counts, k, rng)
-        centers, steps_run, converged, history = _lloyd(
+        centers, steps_run, converged, history, fixed = _lloyd(
             x, free_counts, centers, steps=steps, tol=tol, progress=progress,
             pixel_points=pixels)
-        if converged:
+        if fixed:
             palette = _palette_steps(x, free_counts, centers, space, n_ch)
         else:
             palette = palette_from_centers(centers, space, n_ch)

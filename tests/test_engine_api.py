@@ -323,8 +323,8 @@ PALETTE_STEP_CASES = [(with_channels(photo(name), n_ch, clear=n_ch == 4), k, spa
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, backend):
-    """After converged Lloyd steps the 8-bit palette is improved until its
-    clusters' rounded means give no lower error (reference, step 9)."""
+    """After the Lloyd steps' fixed point the 8-bit palette is improved until
+    its clusters' rounded means give no lower error (reference, step 9)."""
     module = nb if backend == "numba" else reference
     lowered = 0
     for image, k, space in PALETTE_STEP_CASES:
@@ -356,11 +356,13 @@ def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, bac
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-def test_no_palette_steps_without_convergence(monkeypatch, backend):
+@pytest.mark.parametrize("args", [dict(steps=2),               # stopped by the step limit
+                                  dict(steps=300, tol=1e9)])   # "converged" by tol, moving
+def test_no_palette_steps_without_a_fixed_point(monkeypatch, backend, args):
     module = nb if backend == "numba" else reference
     image, k, space = PALETTE_STEP_CASES[0]
-    q = quantize(image, k, seed=1, steps=2, backend=backend)
-    monkeypatch.setattr(module, "PALETTE_STEPS", 0)
-    assert not q.converged
-    assert_same(q, quantize(image, k, seed=1, steps=2, backend=backend), "steps=2")
+    q = quantize(image, k, seed=1, backend=backend, **args)
+    assert q.converged == ("tol" in args) and q.steps_run <= 2
     assert np.array_equal(q.palette, colour.palette_from_centres(q.centers, "rgb", 1))
+    monkeypatch.setattr(module, "PALETTE_STEPS", 0)
+    assert_same(q, quantize(image, k, seed=1, backend=backend, **args), args)
