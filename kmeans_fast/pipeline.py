@@ -264,6 +264,9 @@ def run(pixels, png_path, jpeg_path, options=Options(), *, source=None, source_b
     if options.skip_if_larger and len(outcome.png) > report["input"]["bytes"]:
         report["skipped"] = (f"the PNG ({len(outcome.png):,} bytes) would be larger than "
                              f"the input ({report['input']['bytes']:,} bytes)")
+        for part in (report["kmeans"], report["jpeg"]):
+            if part is not None:
+                part["path"] = None             # no file is there
         return report
     files = {png_path: outcome.png}
     if outcome.jpeg is not None:

@@ -217,6 +217,7 @@ def test_skip_if_larger(runner, work, rgb):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "would be larger than the input" in report["skipped"]
+    assert report["kmeans"]["path"] is None and report["jpeg"]["path"] is None  # none written
     assert result.stderr.count("would be larger") == 1, result.stderr   # said on stderr too
     assert os.listdir(work) == ["tiny.jpg"]
     assert tiny.stat().st_size < report["kmeans"]["bytes"]
