@@ -4,7 +4,9 @@
 import json
 from pathlib import Path
 import os
+import sys
 
+import click
 import numpy as np
 import pytest
 from PIL import Image
@@ -285,3 +287,23 @@ def test_bad_look_options(runner, work, image_file, args, words):
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
     assert words in result.stderr
     assert os.listdir(work) == ["photo.png"]
+
+
+def test_batch_show_opens_only_the_written_pngs(runner, work, rgb, monkeypatch):
+    """--show on a batch: the PNGs written, not those --skip-if-larger left
+    out; with no display, one note and still a success."""
+    save(work / "tiny.jpg", rgb, params=[1, 10])            # its PNG would be larger
+    save(work / "big.png", rgb)
+    opened = []
+    monkeypatch.setattr(click, "launch", lambda path, **kw: opened.append(path) or 0)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    args = ("tiny.jpg", "big.png", "-k", 256, *FAST, "--skip-if-larger", "--no-jpeg",
+            *IN_PROCESS, "--show")
+    assert run(runner, *args, "--out-dir", "out").exit_code == 0
+    assert [Path(p) for p in opened] == [Path("out") / "big_k256.png"]
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = run(runner, *args, "--out-dir", "out2")
+    assert result.exit_code == 0 and len(opened) == 1
+    assert result.stderr.count("note: --show: no display") == 1, result.stderr

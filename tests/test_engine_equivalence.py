@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kmeans_fast import _numba_backend as nb
-from kmeans_fast import api, quantize
+from kmeans_fast import api, colour, quantize, reference
 
 from engine_cases import (PHOTOS, WORKERS, assert_same, photo, random_image,
                           with_channels)
@@ -144,3 +144,64 @@ def test_dithered_quantize_agrees(n_ch, space, dither):
     for workers in WORKERS:
         with nb.forced_workers(workers):
             assert_same(quantize(image, 9, **args), expected, (n_ch, space, dither, workers))
+
+
+# --------------------------------------------------------------------------
+# palette steps (reference, step 9): the runs above mostly stop before they
+# converge, so these converge (steps=300) and compare the palette steps
+# --------------------------------------------------------------------------
+def _agree_at_every_worker_count(image, k, context, **args):
+    expected = quantize(image, k, backend="numpy", **args)
+    assert expected.converged, context
+    for workers in WORKERS:
+        with nb.forced_workers(workers):
+            assert_same(quantize(image, k, **args), expected, (context, workers))
+    return expected
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 3])
+def test_palette_step_limit_is_the_same(monkeypatch, n_steps):
+    """Both backends stop after PALETTE_STEPS kept steps: this gray Oklab run
+    keeps 3, so the limits 1, 2 and 3 each give another palette."""
+    image = with_channels(photo("coffee"), 1)[:48, :64]
+    args = dict(seed=1, steps=300, space="oklab")
+    monkeypatch.setattr(nb, "PALETTE_STEPS", n_steps)
+    monkeypatch.setattr(reference, "PALETTE_STEPS", n_steps)
+    limited = _agree_at_every_worker_count(image, 8, n_steps, **args)
+    monkeypatch.setattr(reference, "PALETTE_STEPS", n_steps - 1)
+    fewer = quantize(image, 8, backend="numpy", **args)
+    assert not np.array_equal(limited.palette, fewer.palette), "the last step allowed was kept"
+
+
+def test_palette_step_to_an_equally_good_palette_is_not_kept():
+    """Gray Oklab: the cluster {29, 30} has its mean between two 8-bit grays,
+    equally good; the next palette differs but its error is not strictly lower."""
+    colours = np.array([3, 12, 26, 29, 30, 31, 38], dtype=np.uint8)
+    image = np.repeat(colours, [3, 4, 2, 1, 1, 1, 1])[None, :]
+    q = _agree_at_every_worker_count(image, 6, "tie", seed=1290, steps=100, space="oklab")
+    # the step that was not kept: assign, move each entry to its rounded mean
+    feats = colour.features(image.reshape(-1, 1), "oklab").astype(np.float64)
+    labels = q.labels.reshape(-1)
+    means = q.centers.copy()
+    for j in np.unique(labels):
+        means[j] = feats[labels == j].mean(axis=0)
+    step = colour.palette_from_centres(means, "oklab", 1)
+    pal = colour.features(step, "oklab").astype(np.int64)
+    error = int(((feats.astype(np.int64)[:, None, :] - pal[None]) ** 2).sum(2).min(1).sum())
+    assert not np.array_equal(step, q.palette) and error == q.inertia
+
+
+def test_palette_entry_without_colours_keeps_its_colour():
+    """Converged centres 0 and 1 round to the same gray (10, 10, 10): entry 1
+    has no colours in the palette steps and keeps it (moving it anywhere else,
+    e.g. black, would take (2, 2, 2) and lower the error: the step must not
+    look at it)."""
+    pixels = [[10, 10, 10]] * 999 + [[2, 2, 2], [11, 10, 10], [10, 11, 10], [10, 10, 11],
+                                      [200, 200, 200]]
+    image = np.array(pixels, dtype=np.uint8)[None]
+    init = np.array([[9.992] * 3, [31 / 3] * 3, [200] * 3])         # a Lloyd fixed point
+    for method in ("histogram", "pixels"):
+        q = _agree_at_every_worker_count(image, 3, method, init=init, steps=10,
+                                         method=method)
+        assert np.array_equal(q.palette, colour.palette_from_centres(q.centers, "rgb", 3))
+        assert np.array_equal(q.palette[0], q.palette[1])
