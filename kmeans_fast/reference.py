@@ -252,28 +252,25 @@ def greedy_kmeanspp(points, counts, k, rng, *, arrange=True):
     draws = rng.random((k - 1, 2 + int(math.log(k))))
     columns = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
 
-    def sq(i):       # integers: exact in any order (a column at a time is 3x faster)
-        total = np.zeros(x.shape[0], dtype=np.int64)
+    def sq(index):   # (len(index), D): integers, exact in any order; a column at a time
+        total = np.zeros((len(index), x.shape[0]), dtype=np.int64)
         for col in columns:
-            d = col - col[i]
+            d = col[None, :] - col[index][:, None]
             total += d * d
         return total
 
     first = int(np.searchsorted(np.cumsum(w), _pick(u0, int(w.sum())), side="right"))
     chosen = [first]
-    closest = sq(first)
+    closest = sq([first])[0]
     for r in range(1, k):
         cum = np.cumsum(w * closest)
         total = int(cum[-1])
-        best_pot, best_i, best_closest = None, -1, None
-        for u in draws[r - 1]:
-            cand = int(np.searchsorted(cum, _pick(u, total), side="right")) if total > 0 else 0
-            new_closest = np.minimum(closest, sq(cand))
-            pot = int((w * new_closest).sum())
-            if best_pot is None or pot < best_pot:
-                best_pot, best_i, best_closest = pot, cand, new_closest
-        chosen.append(best_i)
-        closest = best_closest
+        cands = [int(np.searchsorted(cum, _pick(u, total), side="right")) if total > 0 else 0
+                 for u in draws[r - 1]]
+        new_closest = np.minimum(closest[None, :], sq(cands))
+        best = int(np.argmin((w[None, :] * new_closest).sum(axis=1)))   # ties: first drawn
+        chosen.append(cands[best])
+        closest = new_closest[best]
     return order[np.asarray(chosen, dtype=np.int64)]
 
 
