@@ -36,6 +36,9 @@ METHODS = ("auto", "pixels", "histogram")
 SPACES = colour.SPACES
 DITHERS = ("none", "fs", "ordered")
 DEFAULT_STEPS = 30
+# Most pixels one k-means may fit: their sums (count x feature, features up to
+# 2**16) stay below 2**53, exact in the float64 arithmetic of the reference.
+MAX_FIT_PIXELS = 1 << 36
 # "auto" runs Lloyd over the pixels when distinct colours exceed this fraction
 # of the pixels (the histogram saves little then and costs a remap pass).
 PIXELS_ABOVE = 0.5
@@ -491,6 +494,12 @@ def _n_free(colours, n_colors):
 
 def _fit(colours, counts, n_colors, *, steps, init, seed, space, tol, backend, progress,
          pixels=None):
+    # (a count below the limit times fewer than 2**27 colours cannot overflow int64)
+    n_pixels = int(counts.sum()) if int(counts.max()) < MAX_FIT_PIXELS else MAX_FIT_PIXELS
+    if n_pixels >= MAX_FIT_PIXELS:
+        raise ValueError(f"the histogram holds {n_pixels:,} pixels or more: k-means sums at "
+                         f"most {MAX_FIT_PIXELS - 1:,} exactly; fit the palette on part of "
+                         "the image (some of its tiles), then remap the whole")
     if not isinstance(init, str):
         init = _check_init(init, (_n_free(colours, n_colors), colours.shape[1]))
     run = nb.fit if backend == "numba" else reference.fit

@@ -366,3 +366,29 @@ def test_no_palette_steps_without_a_fixed_point(monkeypatch, backend, args):
     assert np.array_equal(q.palette, colour.palette_from_centres(q.centers, "rgb", 1))
     monkeypatch.setattr(module, "PALETTE_STEPS", 0)
     assert_same(q, quantize(image, k, seed=1, backend=backend, **args), args)
+
+
+@pytest.mark.parametrize("space", ["rgb", "oklab"])
+def test_histograms_up_to_the_exact_limit_fit_the_same_on_both_backends(space):
+    """k-means sums count x feature; past 2**53 float64 sums are not exact and
+    the backends would part.  The most pixels allowed agree; one more is refused."""
+    rng = np.random.default_rng(4)
+    colours = rng.integers(0, 256, (40, 4), dtype=np.uint8)
+    colours[:, 3] = 255
+    colours[-3:] = [255, 255, 255, 255]          # a few brightest: the largest features
+    share = rng.random(40)
+    counts = np.floor(share / share.sum() * (api.MAX_FIT_PIXELS - 1)).astype(np.int64)
+    counts[0] += api.MAX_FIT_PIXELS - 1 - counts.sum()
+    hist = api.Histogram.from_arrays(colours, counts)
+    assert hist.n_pixels == api.MAX_FIT_PIXELS - 1
+    a = api.fit_palette(hist, 6, seed=2, space=space, steps=20, backend="numba")
+    b = api.fit_palette(hist, 6, seed=2, space=space, steps=20, backend="numpy")
+    assert np.array_equal(a.palette, b.palette) and np.array_equal(a.centers, b.centers)
+    assert (a.inertia, a.sse, a.history) == (b.inertia, b.sse, b.history)
+    over = api.Histogram(hist.colours, hist.counts + (np.arange(hist.n_colours) == 0))
+    for backend in ("numba", "numpy"):
+        with pytest.raises(ValueError, match="68,719,476,736 pixels or more"):
+            api.fit_palette(over, 6, seed=2, space=space, backend=backend)
+    huge = api.Histogram(hist.colours, hist.counts << 20)        # no int64 overflow either
+    with pytest.raises(ValueError, match="pixels or more"):
+        api.fit_palette(huge, 6, seed=2, space=space)
