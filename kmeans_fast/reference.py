@@ -64,9 +64,10 @@ The algorithm, step by step
 9. **Palette.**  Centers go back to 8-bit colours (``palette_from_centers``).
    When the Lloyd steps reached a fixed point (their last step left the
    centers where they were: converged with a shift of 0, whatever ``tol``),
-   up to ``PALETTE_STEPS`` **palette steps** follow: Lloyd steps whose centers stay 8-bit colours (rounding converged
-   centers can leave colours nearer another entry, and in RGB a cluster's
-   best 8-bit colour is its rounded mean).  A palette step assigns every free
+   up to ``PALETTE_STEPS`` **palette steps** follow: Lloyd steps whose
+   centers stay 8-bit colours (rounding converged centers can leave colours
+   nearer another entry, and in RGB a cluster's best 8-bit colour is its
+   rounded mean).  A palette step assigns every free
    colour to its nearest palette entry (step 6's distance on the palette
    colours' features) and moves each entry that has colours to the mean of
    their features, turned into an 8-bit colour (``palette_from_centers``;
@@ -387,7 +388,7 @@ def _lloyd(points, weights, centers, *, steps, tol, progress, pixel_points):
 
 
 def _palette_steps(points, weights, centers, space, n_ch):
-    """Step 9's palette steps from the converged centers: returns the palette."""
+    """Step 9's palette steps from the Lloyd steps' fixed point: returns the palette."""
 
     def statistics(pal):
         feats = features(pal, space).astype(np.int64)

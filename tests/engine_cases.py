@@ -5,6 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kmeans_fast import colour
+
 DATA = Path(__file__).parent / "data"
 PHOTOS = ("astronaut", "coffee", "chelsea")  # crops of scikit-image's public-domain / CC0 photos
 WORKERS = (1, 2, 3, 7)                      # forced worker counts: tiny images get one otherwise
@@ -48,3 +50,29 @@ def assert_same(a, b, context):
     assert a.inertia == b.inertia and a.sse == b.sse, (context, a.inertia, b.inertia)
     assert a.history == b.history, (context, a.history, b.history)
     assert (a.steps_run, a.converged) == (b.steps_run, b.converged), context
+
+
+def error_of(image, palette, space):
+    """Exact squared error, in the space's features, of every pixel's nearest
+    palette entry (brute force over the palette)."""
+    n_ch = palette.shape[1]
+    x = colour.features(image.reshape(-1, n_ch), space).astype(np.int64)
+    p = colour.features(palette, space).astype(np.int64)
+    d = ((x[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
+    return int(d.min(axis=1).astype(object).sum())
+
+
+def next_palette(image, q, space):
+    """One more palette step (reference, step 9) from a quantization: each
+    entry with pixels moves to their features' mean made an 8-bit colour;
+    entries without pixels keep their colour."""
+    n_ch = q.palette.shape[1]
+    feats = colour.features(image.reshape(-1, n_ch), space).astype(np.float64)
+    labels = q.labels.reshape(-1)
+    means = q.centers.copy()
+    for j in np.unique(labels):
+        means[j] = feats[labels == j].sum(axis=0) / (labels == j).sum()
+    step = colour.palette_from_centres(means, space, n_ch)
+    unused = np.setdiff1d(np.arange(len(q.palette)), labels)
+    step[unused] = q.palette[unused]
+    return step

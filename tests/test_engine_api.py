@@ -8,7 +8,8 @@ import pytest
 from kmeans_fast import Quantization, api, colour, quantize, reference
 from kmeans_fast import _numba_backend as nb
 
-from engine_cases import assert_same, photo, random_image, with_channels
+from engine_cases import (assert_same, error_of, next_palette, photo, random_image,
+                          with_channels)
 
 RGB = random_image((10, 12, 3), 0)
 
@@ -299,16 +300,6 @@ def test_target_psnr_out_of_reach():
         quantize(photo("coffee"), 4, target_psnr=-1)
 
 
-def _error_of(image, palette, space):
-    """Exact squared error, in the space's features, of every pixel's nearest
-    palette entry (brute force over the palette)."""
-    n_ch = palette.shape[1]
-    x = colour.features(image.reshape(-1, n_ch), space).astype(np.int64)
-    p = colour.features(palette, space).astype(np.int64)
-    d = ((x[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
-    return int(d.min(axis=1).astype(object).sum())
-
-
 # (photo, channels, space, k): converged runs, some where rounding the centres
 # leaves a lower error to find and some where it does not; one whose next
 # palette (Oklab means rounded to 8-bit RGB) is worse, so is not kept; one
@@ -317,7 +308,8 @@ PALETTE_STEP_CASES = [(with_channels(photo(name), n_ch, clear=n_ch == 4), k, spa
                       for name, n_ch, space, k in (
                           ("astronaut", 1, "rgb", 5), ("coffee", 1, "rgb", 5),
                           ("astronaut", 3, "oklab", 5), ("coffee", 3, "rgb", 5),
-                          ("chelsea", 3, "rgb", 5), ("coffee", 3, "oklab", 5), ("coffee", 3, "oklab", 12),
+                          ("chelsea", 3, "rgb", 5), ("coffee", 3, "oklab", 5),
+                          ("coffee", 3, "oklab", 12),
                           ("chelsea", 4, "rgb", 6))]
 
 
@@ -337,21 +329,13 @@ def test_palette_steps_settle_the_rounding_of_converged_centres(monkeypatch, bac
         assert np.array_equal(rounded.palette,
                               colour.palette_from_centres(rounded.centers, space,
                                                           q.palette.shape[1]))
-        assert q.inertia == _error_of(image, q.palette, space)
+        assert q.inertia == error_of(image, q.palette, space)
         assert q.inertia <= rounded.inertia
         lowered += q.inertia < rounded.inertia
         # settled: one more palette step keeps nothing
-        n_ch = q.palette.shape[1]
-        feats = colour.features(image.reshape(-1, n_ch), space).astype(np.float64)
-        labels = q.labels.reshape(-1)
-        means = q.centers.copy()
-        for j in np.unique(labels):
-            means[j] = feats[labels == j].sum(axis=0) / (labels == j).sum()
-        again = colour.palette_from_centres(means, space, n_ch)
-        unused = np.setdiff1d(np.arange(len(q.palette)), labels)
-        again[unused] = q.palette[unused]       # entries without colours keep theirs
+        again = next_palette(image, q, space)
         assert (np.array_equal(again, q.palette)
-                or _error_of(image, again, space) >= q.inertia), (k, space)
+                or error_of(image, again, space) >= q.inertia), (k, space)
     assert lowered >= 3, f"palette steps lowered the error in {lowered} cases only"
 
 

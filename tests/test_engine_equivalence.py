@@ -15,8 +15,8 @@ import pytest
 from kmeans_fast import _numba_backend as nb
 from kmeans_fast import api, colour, quantize, reference
 
-from engine_cases import (PHOTOS, WORKERS, assert_same, photo, random_image,
-                          with_channels)
+from engine_cases import (PHOTOS, WORKERS, assert_same, error_of, next_palette, photo,
+                          random_image, with_channels)
 
 IMAGES = {
     "1x1": lambda: random_image((1, 1, 3), 0),
@@ -190,16 +190,8 @@ def test_palette_step_to_an_equally_good_palette_is_not_kept():
     colours = np.array([3, 12, 26, 29, 30, 31, 38], dtype=np.uint8)
     image = np.repeat(colours, [3, 4, 2, 1, 1, 1, 1])[None, :]
     q = _agree_at_every_worker_count(image, 6, "tie", seed=1290, steps=100, space="oklab")
-    # the step that was not kept: assign, move each entry to its rounded mean
-    feats = colour.features(image.reshape(-1, 1), "oklab").astype(np.float64)
-    labels = q.labels.reshape(-1)
-    means = q.centers.copy()
-    for j in np.unique(labels):
-        means[j] = feats[labels == j].mean(axis=0)
-    step = colour.palette_from_centres(means, "oklab", 1)
-    pal = colour.features(step, "oklab").astype(np.int64)
-    error = int(((feats.astype(np.int64)[:, None, :] - pal[None]) ** 2).sum(2).min(1).sum())
-    assert not np.array_equal(step, q.palette) and error == q.inertia
+    step = next_palette(image, q, "oklab")          # the step that was not kept
+    assert not np.array_equal(step, q.palette) and error_of(image, step, "oklab") == q.inertia
 
 
 def test_palette_entry_without_colours_keeps_its_colour():
